@@ -1,0 +1,3 @@
+//! Subcommands of the `unmask` tool, one module each.
+
+pub mod info;

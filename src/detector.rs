@@ -1,0 +1,294 @@
+//! The UnMask detector: classifier M + part extractor K + knowledge base -> verdicts.
+
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Tensor};
+
+use crate::device::{DeviceError, parse_device};
+use crate::knowledge::{KnowledgeBase, KnowledgeError};
+use crate::model::{Classifier, ModelError, PartExtractor};
+use crate::modelinfo::PartOutput;
+use crate::partset::PartSet;
+use crate::preprocess::{Frame, FrameError, Scaling, frames_to_images};
+use crate::similarity::Verdict;
+
+/// Detection threshold used when neither the caller nor the classifier's calibration gives one.
+pub const FALLBACK_THRESHOLD: f32 = 0.5;
+
+/// Why a detector cannot be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Knowledge(#[from] KnowledgeError),
+    #[error("knowledge base {}: {reason}", path.display())]
+    Contract { path: PathBuf, reason: String },
+    #[error("the classifier and the part extractor are on different devices")]
+    DeviceMismatch,
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("threshold {0} is outside [0, 1]")]
+    Threshold(f32),
+}
+
+/// Where the detector's pieces come from.
+#[derive(Debug, Clone)]
+pub struct DetectorConfig {
+    /// Classifier M (TorchScript with `.modelinfo`).
+    pub classifier: PathBuf,
+    /// Part extractor K (TorchScript with `.modelinfo`).
+    pub extractor: PathBuf,
+    /// Knowledge base JSON.
+    pub knowledge: PathBuf,
+    /// Class set the classifier must cover exactly (optional check).
+    pub class_set: Option<String>,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    pub device: String,
+    /// Detection threshold; `None` uses the classifier's calibration.
+    pub threshold: Option<f32>,
+    /// Segmentation part extraction overrides.
+    pub min_area: Option<f32>,
+    pub min_confidence: Option<f32>,
+    /// Aspect-ratio handling for frames.
+    pub scaling: Scaling,
+}
+
+/// The composed detector.
+#[derive(Debug)]
+pub struct Detector {
+    classifier: Classifier,
+    extractor: PartExtractor,
+    kb: KnowledgeBase,
+    threshold: f32,
+    /// Extractor output channel -> knowledge base part index (`None` for the background).
+    part_of_channel: Vec<Option<usize>>,
+    scaling: Scaling,
+}
+
+impl Detector {
+    /// Loads everything named by `config` and checks the contract between the pieces.
+    pub fn load(config: &DetectorConfig) -> Result<Self, DetectorError> {
+        let device = parse_device(&config.device)?;
+        let kb = KnowledgeBase::load(&config.knowledge)?;
+        let classifier = Classifier::load(&config.classifier, device)?;
+        let mut extractor = PartExtractor::load(&config.extractor, device)?;
+        if let PartOutput::Segmentation {
+            min_area,
+            min_confidence,
+        } = extractor.output()
+        {
+            extractor.set_output(PartOutput::Segmentation {
+                min_area: config.min_area.unwrap_or(min_area),
+                min_confidence: config.min_confidence.unwrap_or(min_confidence),
+            });
+        }
+        let threshold = config
+            .threshold
+            .or_else(|| {
+                classifier
+                    .model()
+                    .info()
+                    .calibration
+                    .as_ref()
+                    .map(|c| c.threshold)
+            })
+            .unwrap_or(FALLBACK_THRESHOLD);
+        let mut detector = Self::new(
+            classifier,
+            extractor,
+            &kb,
+            &config.knowledge,
+            config.class_set.as_deref(),
+            threshold,
+        )?;
+        detector.scaling = config.scaling;
+        Ok(detector)
+    }
+
+    /// Composes loaded models with a knowledge base. The knowledge base is restricted to the
+    /// classifier's labels (in label order), so class indices equal classifier outputs.
+    pub fn new(
+        classifier: Classifier,
+        extractor: PartExtractor,
+        kb: &KnowledgeBase,
+        kb_path: &Path,
+        class_set: Option<&str>,
+        threshold: f32,
+    ) -> Result<Self, DetectorError> {
+        let contract = |reason: String| DetectorError::Contract {
+            path: kb_path.to_owned(),
+            reason,
+        };
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(DetectorError::Threshold(threshold));
+        }
+        if classifier.model().device() != extractor.model().device() {
+            return Err(DetectorError::DeviceMismatch);
+        }
+        let labels = classifier.labels();
+        for l in labels {
+            if kb.class_index(l).is_none() {
+                return Err(contract(format!(
+                    "classifier {} has class \"{l}\", which the knowledge base does not define",
+                    classifier.model().path().display()
+                )));
+            }
+        }
+        if let Some(name) = class_set {
+            let set = kb.class_set(name).map_err(|e| contract(e.to_string()))?;
+            let mut a: Vec<&String> = set.classes.iter().collect();
+            let mut b: Vec<&String> = labels.iter().collect();
+            a.sort();
+            b.sort();
+            if a != b {
+                return Err(contract(format!(
+                    "class set {} is {:?}, but classifier {} has classes {:?}",
+                    set.name,
+                    set.classes,
+                    classifier.model().path().display(),
+                    labels
+                )));
+            }
+        }
+        let kb = kb.restrict(labels).map_err(|e| contract(e.to_string()))?;
+        let mut part_of_channel = vec![None; extractor.labels().len()];
+        for (channel, name) in extractor.part_channels() {
+            let part = kb.part_index(name).ok_or_else(|| {
+                contract(format!(
+                    "part extractor {} reports part \"{name}\", which is not in the knowledge base's vocabulary",
+                    extractor.model().path().display()
+                ))
+            })?;
+            part_of_channel[channel] = Some(part);
+        }
+        Ok(Self {
+            classifier,
+            extractor,
+            kb,
+            threshold,
+            part_of_channel,
+            scaling: Scaling::default(),
+        })
+    }
+
+    /// The knowledge base restricted to the classifier's classes.
+    pub fn knowledge(&self) -> &KnowledgeBase {
+        &self.kb
+    }
+
+    /// The classifier.
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
+    /// The part extractor.
+    pub fn extractor(&self) -> &PartExtractor {
+        &self.extractor
+    }
+
+    /// The device both models run on.
+    pub fn device(&self) -> Device {
+        self.classifier.model().device()
+    }
+
+    /// The detection threshold.
+    pub fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    /// Changes the detection threshold.
+    pub fn set_threshold(&mut self, threshold: f32) -> Result<(), DetectorError> {
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(DetectorError::Threshold(threshold));
+        }
+        self.threshold = threshold;
+        Ok(())
+    }
+
+    /// Aspect-ratio handling for frames.
+    pub fn scaling(&self) -> Scaling {
+        self.scaling
+    }
+
+    /// The largest batch the models accept (`None`: any).
+    pub fn max_batch(&self) -> Option<i64> {
+        match (
+            self.classifier.model().fixed_batch(),
+            self.extractor.model().fixed_batch(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Maps the extractor's found channels to knowledge base part sets.
+    pub fn parts_from_channels(&self, channels: &[PartSet]) -> Vec<PartSet> {
+        channels
+            .iter()
+            .map(|set| {
+                set.iter()
+                    .filter_map(|c| self.part_of_channel.get(c).copied().flatten())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Parts found in canonical images (knowledge base part indices).
+    pub fn parts_found(&self, images: &Tensor) -> Result<Vec<PartSet>, DetectorError> {
+        Ok(self.parts_from_channels(&self.extractor.found_channels(images)?))
+    }
+
+    /// Verdicts for canonical images `[N,3,H,W]` in `[0,1]` on the detector's device.
+    pub fn analyse_images(&self, images: &Tensor) -> Result<Vec<Verdict>, DetectorError> {
+        let predictions = self.classifier.predict(images)?;
+        let parts = self.parts_found(images)?;
+        Ok(predictions
+            .into_iter()
+            .zip(&parts)
+            .map(|((class, confidence), found)| {
+                Verdict::decide(&self.kb, class, confidence, found, self.threshold)
+            })
+            .collect())
+    }
+
+    /// Converts frames to canonical images at the models' input size(s).
+    pub fn frames_to_images(
+        &self,
+        frames: &[Frame<'_>],
+    ) -> Result<(Tensor, Option<Tensor>), DetectorError> {
+        let m_size = self.classifier.model().input_size();
+        let k_size = self.extractor.model().input_size();
+        let m = frames_to_images(frames, m_size, self.scaling, self.device())?;
+        let k = if k_size == m_size {
+            None
+        } else {
+            Some(frames_to_images(
+                frames,
+                k_size,
+                self.scaling,
+                self.device(),
+            )?)
+        };
+        Ok((m, k))
+    }
+
+    /// Verdicts for a batch of video frames.
+    pub fn analyse_frames(&self, frames: &[Frame<'_>]) -> Result<Vec<Verdict>, DetectorError> {
+        if frames.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (m_images, k_images) = self.frames_to_images(frames)?;
+        let predictions = self.classifier.predict(&m_images)?;
+        let parts = self.parts_found(k_images.as_ref().unwrap_or(&m_images))?;
+        Ok(predictions
+            .into_iter()
+            .zip(&parts)
+            .map(|((class, confidence), found)| {
+                Verdict::decide(&self.kb, class, confidence, found, self.threshold)
+            })
+            .collect())
+    }
+}

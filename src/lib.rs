@@ -1,0 +1,21 @@
+//! UnMask: guard image classifiers in video pipelines against adversarial frames by checking
+//! that the parts a robust part extractor finds agree with the classifier's prediction.
+//!
+//! The GStreamer-agnostic core is [`knowledge`], [`similarity`], [`modelinfo`], [`model`],
+//! [`preprocess`] and [`detector`].
+
+pub mod detector;
+pub mod device;
+pub mod elements;
+pub mod knowledge;
+pub mod model;
+pub mod modelinfo;
+pub mod partset;
+pub mod paths;
+pub mod preprocess;
+pub mod similarity;
+
+pub use detector::{Detector, DetectorConfig, DetectorError};
+pub use knowledge::KnowledgeBase;
+pub use partset::PartSet;
+pub use similarity::{Verdict, jaccard};

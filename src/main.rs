@@ -1,0 +1,33 @@
+//! The `unmask` command-line tool: a thin layer of subcommands over the library.
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// UnMask: flag adversarial video frames by robust feature alignment.
+#[derive(Debug, Parser)]
+#[command(name = "unmask", version, about, long_about = None)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the default models, knowledge base and devices.
+    Info(cli::info::InfoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Info(a) => cli::info::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("unmask: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

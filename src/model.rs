@@ -1,0 +1,422 @@
+//! Loading TorchScript models through the model contract (model file + `.modelinfo` + labels)
+//! and running them on canonical images.
+//!
+//! Canonical images are `float32 [N, 3, H, W]` RGB tensors with values in `[0, 1]` on the
+//! model's device. Each model resizes them to its own input size (antialiased bilinear, a
+//! differentiable step, so attacks can work through it), applies its normalisation and layout.
+
+use std::path::{Path, PathBuf};
+
+use tch::{CModule, Device, Kind, Tensor};
+
+use crate::modelinfo::{Layout, ModelInfo, ModelInfoError, PartOutput, Role, TensorType};
+use crate::partset::PartSet;
+
+/// A model that cannot be used, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model {}: file not found", .0.display())]
+    NotFound(PathBuf),
+    #[error("model {}: no modelinfo sidecar at {}", model.display(), sidecar.display())]
+    NoModelInfo { model: PathBuf, sidecar: PathBuf },
+    #[error(transparent)]
+    ModelInfo(#[from] ModelInfoError),
+    #[error("model {}: cannot load TorchScript: {reason}", path.display())]
+    Load { path: PathBuf, reason: String },
+    #[error("model {}: label file {}: {reason}", model.display(), labels.display())]
+    Labels {
+        model: PathBuf,
+        labels: PathBuf,
+        reason: String,
+    },
+    #[error("model {}: does not match its modelinfo {}: {reason}", path.display(), info.display())]
+    Mismatch {
+        path: PathBuf,
+        info: PathBuf,
+        reason: String,
+    },
+    #[error("model {}: is a {found}, but a {expected} is needed", path.display())]
+    WrongRole {
+        path: PathBuf,
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error("model {}: inference failed: {reason}", path.display())]
+    Inference { path: PathBuf, reason: String },
+}
+
+/// Reads a label file: one name per line; blank lines and `#` comments are skipped.
+pub fn read_labels(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let labels: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    if labels.is_empty() {
+        return Err("no labels in it".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = labels.iter().find(|l| !seen.insert(l.as_str())) {
+        return Err(format!("label \"{dup}\" appears twice"));
+    }
+    Ok(labels)
+}
+
+/// A TorchScript model loaded with its modelinfo and labels, validated.
+#[derive(Debug)]
+pub struct Model {
+    path: PathBuf,
+    module: CModule,
+    info: ModelInfo,
+    labels: Vec<String>,
+    device: Device,
+    layout: Layout,
+    size: (i64, i64),
+    /// Per-channel affine from `[0,1]` canonical pixels to model input, shaped `[1,3,1,1]`.
+    scale: Tensor,
+    offset: Tensor,
+}
+
+impl Model {
+    /// Loads `path` with its `<path>.modelinfo` sidecar and label file onto `device`, and
+    /// checks the model against the modelinfo with a probe forward pass.
+    pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self, ModelError> {
+        let path = path.as_ref().to_owned();
+        if !path.is_file() {
+            return Err(ModelError::NotFound(path));
+        }
+        let sidecar = ModelInfo::sidecar_of(&path);
+        if !sidecar.is_file() {
+            return Err(ModelError::NoModelInfo {
+                model: path,
+                sidecar,
+            });
+        }
+        let info = ModelInfo::load(&sidecar)?;
+        let mismatch = |reason: String| ModelError::Mismatch {
+            path: path.clone(),
+            info: sidecar.clone(),
+            reason,
+        };
+        let (layout, h, w) = info.input_geometry().map_err(mismatch)?;
+        let labels_path = info.labels_path();
+        let labels = read_labels(&labels_path).map_err(|reason| ModelError::Labels {
+            model: path.clone(),
+            labels: labels_path.clone(),
+            reason,
+        })?;
+        let module = CModule::load_on_device(&path, device).map_err(|e| ModelError::Load {
+            path: path.clone(),
+            reason: first_line(&e.to_string()),
+        })?;
+        let (scale, offset) = info.pixel_affine();
+        let shape = [1, 3, 1, 1];
+        let to = |v: [f32; 3]| {
+            Tensor::from_slice(&v.map(|x| x * 255.0))
+                .view(shape)
+                .to(device)
+        };
+        let model = Self {
+            module,
+            layout,
+            size: (h, w),
+            scale: to(scale),
+            offset: Tensor::from_slice(&offset).view(shape).to(device),
+            labels,
+            device,
+            path: path.clone(),
+            info,
+        };
+        model.check_output_against_contract().map_err(mismatch)?;
+        Ok(model)
+    }
+
+    /// Runs a probe batch and checks the output shape against the modelinfo and labels.
+    fn check_output_against_contract(&self) -> Result<(), String> {
+        let batch = match self.info.input.dims[0] {
+            -1 => 2,
+            n => n,
+        };
+        let probe = Tensor::full(
+            [batch, 3, self.size.0, self.size.1],
+            0.5,
+            (Kind::Float, self.device),
+        );
+        let out = tch::no_grad(|| self.forward_images(&probe)).map_err(|e| {
+            format!(
+                "probe forward with input {:?} failed: {}",
+                self.input_dims(batch),
+                first_line(&e)
+            )
+        })?;
+        let got = out.size();
+        let want = &self.info.output.dims;
+        let dims_match = got.len() == want.len()
+            && got
+                .iter()
+                .zip(want)
+                .enumerate()
+                .all(|(i, (&g, &w))| (i == 0 && w == -1 && g == batch) || w == -1 || g == w);
+        if !dims_match || got[0] != batch {
+            return Err(format!(
+                "output [{}] has shape {got:?} for a batch of {batch}, modelinfo says {want:?}",
+                self.info.output.name
+            ));
+        }
+        let width = got.get(1).copied().unwrap_or(0) as usize;
+        match self.info.role {
+            Role::Classifier if got.len() != 2 => Err(format!(
+                "a classifier's output must be [N, classes], got {got:?}"
+            )),
+            Role::PartExtractor(PartOutput::Segmentation { .. }) if got.len() != 4 => Err(format!(
+                "a segmentation part extractor's output must be [N, P+1, h, w], got {got:?}"
+            )),
+            Role::PartExtractor(PartOutput::MultiLabel { .. }) if got.len() != 2 => Err(format!(
+                "a multilabel part extractor's output must be [N, P], got {got:?}"
+            )),
+            _ if width != self.labels.len() => Err(format!(
+                "output width {width} but {} labels in {}",
+                self.labels.len(),
+                self.info.labels_path().display()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn input_dims(&self, batch: i64) -> Vec<i64> {
+        let (h, w) = self.size;
+        match self.layout {
+            Layout::Nchw => vec![batch, 3, h, w],
+            Layout::Nhwc => vec![batch, h, w, 3],
+        }
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The parsed modelinfo.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Labels, one per output channel.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Input height and width.
+    pub fn input_size(&self) -> (i64, i64) {
+        self.size
+    }
+
+    /// Fixed batch size required by the model, if any.
+    pub fn fixed_batch(&self) -> Option<i64> {
+        (self.info.input.dims[0] > 0).then_some(self.info.input.dims[0])
+    }
+
+    /// Converts canonical images (`[N,3,H,W]`, `[0,1]`, any H and W) to the model's input:
+    /// resize, channel order, normalisation, layout and type. Differentiable for float inputs.
+    pub fn prepare(&self, images: &Tensor) -> Tensor {
+        let (h, w) = self.size;
+        let mut x = resize(images, h, w);
+        if self.info.bgr {
+            x = x.flip([1]);
+        }
+        match self.info.input.ty {
+            TensorType::Float32 => x = &x * &self.scale + &self.offset,
+            TensorType::Uint8 => x = (x * 255.0).round().clamp(0.0, 255.0).to_kind(Kind::Uint8),
+        }
+        match self.layout {
+            Layout::Nchw => x,
+            Layout::Nhwc => x.permute([0, 2, 3, 1]).contiguous(),
+        }
+    }
+
+    /// Raw model output on canonical images.
+    pub fn forward_images(&self, images: &Tensor) -> Result<Tensor, String> {
+        let x = self.prepare(images);
+        self.module.forward_ts(&[x]).map_err(|e| e.to_string())
+    }
+
+    fn forward_checked(&self, images: &Tensor) -> Result<Tensor, ModelError> {
+        self.forward_images(images)
+            .map_err(|reason| ModelError::Inference {
+                path: self.path.clone(),
+                reason: first_line(&reason),
+            })
+    }
+}
+
+/// Resizes canonical images to `h x w` with antialiased bilinear interpolation (no-op if the
+/// size already matches).
+pub fn resize(images: &Tensor, h: i64, w: i64) -> Tensor {
+    let size = images.size();
+    if size[2] == h && size[3] == w {
+        return images.shallow_clone();
+    }
+    images.internal_upsample_bilinear2d_aa([h, w], false, None, None)
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(s)
+        .to_owned()
+}
+
+/// The protected classifier M.
+#[derive(Debug)]
+pub struct Classifier {
+    model: Model,
+}
+
+impl Classifier {
+    /// Loads a classifier (role `classifier` in its modelinfo).
+    pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self, ModelError> {
+        let model = Model::load(path, device)?;
+        match model.info.role {
+            Role::Classifier => Ok(Self { model }),
+            Role::PartExtractor(_) => Err(ModelError::WrongRole {
+                path: model.path,
+                found: "part extractor",
+                expected: "classifier",
+            }),
+        }
+    }
+
+    /// The underlying model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Class names.
+    pub fn labels(&self) -> &[String] {
+        &self.model.labels
+    }
+
+    /// Logits `[N, classes]` for canonical images (differentiable).
+    pub fn logits(&self, images: &Tensor) -> Result<Tensor, ModelError> {
+        self.model.forward_checked(images)
+    }
+
+    /// Predicted class index and softmax confidence for each image.
+    pub fn predict(&self, images: &Tensor) -> Result<Vec<(usize, f32)>, ModelError> {
+        let probs = tch::no_grad(|| self.logits(images))?.softmax(-1, Kind::Float);
+        let (conf, idx) = probs.max_dim(-1, false);
+        let conf = Vec::<f32>::try_from(conf.to_device(Device::Cpu)).unwrap_or_default();
+        let idx = Vec::<i64>::try_from(idx.to_device(Device::Cpu)).unwrap_or_default();
+        Ok(idx.into_iter().map(|i| i as usize).zip(conf).collect())
+    }
+}
+
+/// The part extractor K.
+#[derive(Debug)]
+pub struct PartExtractor {
+    model: Model,
+    output: PartOutput,
+}
+
+impl PartExtractor {
+    /// Loads a part extractor (role `part-extractor` in its modelinfo).
+    pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self, ModelError> {
+        let model = Model::load(path, device)?;
+        match model.info.role {
+            Role::PartExtractor(output) => Ok(Self { model, output }),
+            Role::Classifier => Err(ModelError::WrongRole {
+                path: model.path,
+                found: "classifier",
+                expected: "part extractor",
+            }),
+        }
+    }
+
+    /// The underlying model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// How parts are read from the output (thresholds included).
+    pub fn output(&self) -> PartOutput {
+        self.output
+    }
+
+    /// Overrides the thresholds (e.g. from element properties).
+    pub fn set_output(&mut self, output: PartOutput) {
+        self.output = output;
+    }
+
+    /// Part names in output-channel order (for segmentation, index 0 is the background).
+    pub fn labels(&self) -> &[String] {
+        &self.model.labels
+    }
+
+    /// Names of the parts the extractor can report, with their output channel.
+    pub fn part_channels(&self) -> impl Iterator<Item = (usize, &str)> {
+        let skip = matches!(self.output, PartOutput::Segmentation { .. }) as usize;
+        self.model
+            .labels
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .map(|(i, l)| (i, l.as_str()))
+    }
+
+    /// Raw output for canonical images (differentiable).
+    pub fn raw(&self, images: &Tensor) -> Result<Tensor, ModelError> {
+        self.model.forward_checked(images)
+    }
+
+    /// Per image, per output channel: whether the part is found. Channels are the model's.
+    pub fn found_channels(&self, images: &Tensor) -> Result<Vec<PartSet>, ModelError> {
+        let out = tch::no_grad(|| self.raw(images))?;
+        Ok(self.decide(&out))
+    }
+
+    /// Turns raw outputs into per-image sets of output channels that count as found.
+    pub fn decide(&self, out: &Tensor) -> Vec<PartSet> {
+        let n = out.size()[0];
+        let channels = out.size()[1];
+        let found = match self.output {
+            PartOutput::Segmentation {
+                min_area,
+                min_confidence,
+            } => {
+                let probs = out.softmax(1, Kind::Float);
+                let (conf, arg) = probs.max_dim(1, false); // [N,h,w]
+                let onehot = arg.one_hot(channels).to_kind(Kind::Float); // [N,h,w,C]
+                let pixels = (out.size()[2] * out.size()[3]) as f64;
+                let area = onehot.sum_dim_intlist([1, 2].as_slice(), false, Kind::Float); // [N,C]
+                let conf_sum = (onehot * conf.unsqueeze(-1)).sum_dim_intlist(
+                    [1, 2].as_slice(),
+                    false,
+                    Kind::Float,
+                );
+                let mean_conf = &conf_sum / area.clamp_min(1.0);
+                area.ge(min_area as f64 * pixels)
+                    .logical_and(&area.gt(0.0))
+                    .logical_and(&mean_conf.ge(min_confidence as f64))
+            }
+            PartOutput::MultiLabel { threshold } => out.sigmoid().ge(threshold as f64),
+        };
+        let flags =
+            Vec::<bool>::try_from(found.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default();
+        let skip = matches!(self.output, PartOutput::Segmentation { .. }) as usize;
+        (0..n as usize)
+            .map(|i| {
+                (skip..channels as usize)
+                    .filter(|&c| flags[i * channels as usize + c])
+                    .collect()
+            })
+            .collect()
+    }
+}
