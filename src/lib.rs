@@ -14,6 +14,7 @@ pub mod partset;
 pub mod paths;
 pub mod preprocess;
 pub mod similarity;
+pub mod testing;
 
 pub use detector::{Detector, DetectorConfig, DetectorError};
 pub use knowledge::KnowledgeBase;

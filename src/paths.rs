@@ -17,3 +17,27 @@ pub fn models_dir() -> PathBuf {
 pub fn partsworld_dir() -> PathBuf {
     models_dir().join("partsworld")
 }
+
+/// Class set whose classifier the element and CLI use by default.
+pub const DEFAULT_CLASS_SET: &str = "CS5a";
+/// Classifier variant used by default (`baseline` or `denoise`).
+pub const DEFAULT_VARIANT: &str = "denoise";
+
+/// The shipped parts-world knowledge base.
+pub fn default_knowledge() -> PathBuf {
+    partsworld_dir().join("knowledge.json")
+}
+
+/// The shipped part extractor K.
+pub fn default_extractor() -> PathBuf {
+    partsworld_dir().join("k-parts.pt")
+}
+
+/// The shipped classifier M for a class set and variant, e.g. `m-cs5a-denoise.pt`.
+pub fn default_classifier(class_set: &str, variant: &str) -> PathBuf {
+    partsworld_dir().join(format!(
+        "m-{}-{}.pt",
+        class_set.to_ascii_lowercase(),
+        variant.to_ascii_lowercase()
+    ))
+}
