@@ -30,10 +30,10 @@ fi
 
 # Debian's python3 (the one python3-venv belongs to) makes the venv.
 PY=/usr/bin/python3
-if ! .venv/bin/python -c "import torch,sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+if ! .venv/bin/python -c "import numpy,torch,sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
   log "creating .venv with torch==$TORCH_VERSION (large download, about a minute)"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
+  .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION" numpy
 fi
 
 torch_dir=$(.venv/bin/python -c "import torch,os; print(os.path.dirname(torch.__file__))")

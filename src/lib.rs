@@ -4,17 +4,20 @@
 //! The GStreamer-agnostic core is [`knowledge`], [`similarity`], [`modelinfo`], [`model`],
 //! [`preprocess`] and [`detector`].
 
+pub mod bench_env;
 pub mod detector;
 pub mod device;
 pub mod elements;
 pub mod knowledge;
 pub mod model;
 pub mod modelinfo;
+pub mod nets;
 pub mod partset;
 pub mod paths;
 pub mod preprocess;
 pub mod similarity;
 pub mod testing;
+// pub mod train;
 
 pub use detector::{Detector, DetectorConfig, DetectorError};
 pub use knowledge::KnowledgeBase;

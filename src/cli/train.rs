@@ -1,0 +1,101 @@
+//! `unmask train`: reproduces the shipped parts-world models and their training report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use unmask::train::{self, TrainOptions, TrainingReport, Variant};
+
+/// Arguments of `unmask train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Output folder for models, modelinfo, labels and `training-report.json`.
+    #[arg(long, default_value_os_t = unmask::paths::partsworld_dir())]
+    out: PathBuf,
+    /// Train only these models: `k`, or `<class set>-<variant>` such as `cs3a-baseline`;
+    /// `classifiers` for all classifiers. Default: everything.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Optimisation steps per classifier.
+    #[arg(long, default_value_t = TrainOptions::default().classifier_steps)]
+    classifier_steps: usize,
+    /// Optimisation steps for the part extractor.
+    #[arg(long, default_value_t = TrainOptions::default().extractor_steps)]
+    extractor_steps: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = TrainOptions::default().batch)]
+    batch: usize,
+    /// Held-out images for the reported metrics.
+    #[arg(long, default_value_t = TrainOptions::default().eval_images)]
+    eval_images: usize,
+    /// libtorch intra-op threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: i32,
+}
+
+const CLASS_SETS: [&str; 4] = ["CS3a", "CS3b", "CS5a", "CS5b"];
+
+fn wanted(only: &[String], name: &str, is_classifier: bool) -> bool {
+    only.is_empty()
+        || only.iter().any(|o| {
+            o.eq_ignore_ascii_case(name) || (is_classifier && o.eq_ignore_ascii_case("classifiers"))
+        })
+}
+
+/// Trains the selected models and merges their entries into the training report.
+pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    if args.threads > 0 {
+        tch::set_num_threads(args.threads);
+    }
+    let opts = TrainOptions {
+        out_dir: args.out.clone(),
+        classifier_steps: args.classifier_steps,
+        extractor_steps: args.extractor_steps,
+        batch: args.batch,
+        eval_images: args.eval_images,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ..TrainOptions::default()
+    };
+    let report_path = args.out.join("training-report.json");
+    let mut report = TrainingReport::load(&report_path).unwrap_or(TrainingReport {
+        command: String::new(),
+        machine: String::new(),
+        libtorch_threads: 0,
+        total_seconds: 0.0,
+        extractor: None,
+        classifiers: Vec::new(),
+    });
+    let start = Instant::now();
+    if wanted(&args.only, "k", false) {
+        eprintln!("training the part extractor K ({} steps)", opts.extractor_steps);
+        let r = train::train_extractor(&opts).context("training the part extractor")?;
+        eprintln!(
+            "  k-parts: mean image Jaccard {:.3}, mean part IoU {:.3} ({:.0} s)",
+            r.heldout.mean_image_jaccard, r.heldout.mean_part_iou, r.train_seconds
+        );
+        report.extractor = Some(r);
+    }
+    for set in CLASS_SETS {
+        for variant in Variant::ALL {
+            let name = format!("{}-{}", set.to_ascii_lowercase(), variant.name());
+            if !wanted(&args.only, &name, true) {
+                continue;
+            }
+            eprintln!("training classifier {name} ({} steps)", opts.classifier_steps);
+            let r = train::train_classifier(set, variant, &opts).with_context(|| format!("training {name}"))?;
+            eprintln!("  {name}: held-out accuracy {:.4} ({:.0} s)", r.heldout_accuracy, r.train_seconds);
+            report.classifiers.retain(|c| c.file != r.file);
+            report.classifiers.push(r);
+        }
+    }
+    report.classifiers.sort_by(|a, b| a.file.cmp(&b.file));
+    report.command = std::env::args().collect::<Vec<_>>().join(" ");
+    report.machine = unmask::bench_env::machine_summary();
+    report.libtorch_threads = tch::get_num_threads();
+    report.total_seconds = start.elapsed().as_secs_f64();
+    std::fs::write(&report_path, serde_json::to_string_pretty(&report)? + "\n")?;
+    eprintln!("wrote {} ({:.0} s)", report_path.display(), report.total_seconds);
+    Ok(ExitCode::SUCCESS)
+}
