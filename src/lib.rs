@@ -11,6 +11,7 @@ pub mod knowledge;
 pub mod model;
 pub mod modelinfo;
 pub mod partset;
+pub mod partsworld;
 pub mod paths;
 pub mod preprocess;
 pub mod similarity;

@@ -16,12 +16,15 @@ struct Args {
 enum Command {
     /// Show the default models, knowledge base and devices.
     Info(cli::info::InfoArgs),
+    /// Render parts-world samples with ground truth, a benchmark, or a video clip.
+    Synth(cli::synth::SynthArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Info(a) => cli::info::run(a),
+        Command::Synth(a) => cli::synth::run(a),
     };
     match result {
         Ok(code) => code,

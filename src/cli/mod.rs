@@ -1,3 +1,4 @@
 //! Subcommands of the `unmask` tool, one module each.
 
 pub mod info;
+pub mod synth;
