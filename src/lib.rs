@@ -13,11 +13,12 @@ pub mod model;
 pub mod modelinfo;
 pub mod nets;
 pub mod partset;
+pub mod partsworld;
 pub mod paths;
 pub mod preprocess;
 pub mod similarity;
 pub mod testing;
-// pub mod train;
+pub mod train;
 
 pub use detector::{Detector, DetectorConfig, DetectorError};
 pub use knowledge::KnowledgeBase;

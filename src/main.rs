@@ -16,15 +16,18 @@ struct Args {
 enum Command {
     /// Show the default models, knowledge base and devices.
     Info(cli::info::InfoArgs),
+    /// Render parts-world samples with ground truth, a benchmark, or a video clip.
+    Synth(cli::synth::SynthArgs),
     /// Train the default parts-world models (reproduces models/partsworld).
-    // Train(cli::train::TrainArgs),
+    Train(cli::train::TrainArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Info(a) => cli::info::run(a),
-        // Command::Train(a) => cli::train::run(a),
+        Command::Synth(a) => cli::synth::run(a),
+        Command::Train(a) => cli::train::run(a),
     };
     match result {
         Ok(code) => code,

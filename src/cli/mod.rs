@@ -1,4 +1,5 @@
 //! Subcommands of the `unmask` tool, one module each.
 
 pub mod info;
-// pub mod train;
+pub mod synth;
+pub mod train;
