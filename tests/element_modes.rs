@@ -356,11 +356,34 @@ fn latency_query_reports_analysis_and_batching() {
     assert_eq!(async_min, gst::ClockTime::ZERO, "{reported:?}");
 }
 
+/// A slow classifier whose analysis of one small frame takes at least `target`.
+fn slow_classifier(fx: &Fixture, target: Duration) -> std::path::PathBuf {
+    let frame = TestFrame::new(TinyScene::CleanRed, PixelFormat::Rgbx, 64, 48, 0);
+    // Like the element below (threads=1).
+    tch::set_num_threads(1);
+    let mut work = 4;
+    loop {
+        let path = fx.slow_classifier(work);
+        let mut config = fx.detector_config();
+        config.classifier = path.clone();
+        let detector = unmask::Detector::load(&config).unwrap();
+        expected(&detector, &[&frame]);
+        let start = std::time::Instant::now();
+        expected(&detector, &[&frame]);
+        let took = start.elapsed();
+        if took >= target || work >= 4096 {
+            return path;
+        }
+        let scale = target.as_secs_f64() * 1.5 / took.as_secs_f64().max(1e-4);
+        work = ((work as f64 * scale).ceil() as i64).clamp(work * 2, 4096);
+    }
+}
+
 #[test]
 fn live_source_in_async_mode_keeps_real_time() {
     let fx = fixture();
-    // About 30-60 ms of work per analysis against 20 ms frames: the worker cannot keep up.
-    let slow = fx.slow_classifier(8);
+    // Around 60 ms of work per analysis against 20 ms frames: the worker cannot keep up.
+    let slow = slow_classifier(&fx, Duration::from_millis(60));
     let desc = format!(
         "videotestsrc is-live=true num-buffers=60 pattern=black ! video/x-raw,format=RGBx,width=64,height=48,framerate=50/1 ! \
          unmask name=u classifier={} extractor={} knowledge={} device=cpu threads=1 mode=async post-messages=all ! \

@@ -8,6 +8,26 @@
 //! gst-launch-1.0 videotestsrc ! unmask post-messages=all ! fakesink -m
 //! ```
 //!
+//! - Input: packed RGB formats (RGB, BGR, RGBA, BGRA, RGBx, BGRx, xRGB, xBGR, ARGB, ABGR), I420
+//!   and NV12 at any size and stride (`GstVideoMeta` honoured); colour conversion and resizing
+//!   happen on the models' device. YUV uses the caps' matrix (BT.709/BT.2020 -> BT.709, else
+//!   BT.601) and range.
+//! - `mode=sync` (default): frames wait for their verdict; with `batch-size` N they wait for N
+//!   analysed frames (a partial batch is analysed before any serialized event and at EOS, and
+//!   dropped on flush). The latency query adds the analysis time (measured on a blank frame
+//!   when caps are set, raised with a latency message if an analysis takes longer) plus
+//!   `(N - 1) x interval` frame durations.
+//! - `mode=async`: frames flow on at once; a worker thread analyses up to `batch-size` frames at
+//!   a time from a bounded queue (frames offered while it is full are not analysed and count in
+//!   `frames-dropped`); each verdict rides on a later buffer (`pts` names its frame) and is
+//!   posted on the bus as soon as it is ready. Nothing is added to the latency.
+//! - QoS (the inherited `qos` property, on by default): frames that are already late are
+//!   dropped by the base class before analysis.
+//! - Models: `classifier`, `extractor`, `knowledge`; unset ones are the shipped parts-world
+//!   files, found as described in [`crate::paths`] (`$UNMASK_MODELS_DIR`, next to the plugin,
+//!   `<prefix>/share/unmask/models`). Loading happens in READY -> PAUSED; any problem fails
+//!   the state change with an error message naming the file.
+//!
 //! See `gst-inspect-1.0 unmask` for the properties.
 
 use gst::glib;
