@@ -2,13 +2,16 @@
 //! that the parts a robust part extractor finds agree with the classifier's prediction.
 //!
 //! The GStreamer-agnostic core is [`knowledge`], [`similarity`], [`modelinfo`], [`model`],
-//! [`preprocess`] and [`detector`].
+//! [`preprocess`] and [`detector`]; [`meta`] carries verdicts on GStreamer buffers and
+//! [`elements`] holds the GStreamer elements.
 
 pub mod bench_env;
 pub mod detector;
 pub mod device;
 pub mod elements;
+pub mod gstlog;
 pub mod knowledge;
+pub mod meta;
 pub mod model;
 pub mod modelinfo;
 pub mod nets;

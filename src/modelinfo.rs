@@ -599,7 +599,8 @@ mod tests {
     #[test]
     fn rejects_bad_files() {
         use ModelInfoErrorKind as E;
-        let cases: Vec<(String, fn(&E) -> bool)> = vec![
+        type Check = fn(&E) -> bool;
+        let cases: Vec<(String, Check)> = vec![
             (CLASSIFIER.replace("[unmask]", "[other]"), |e| {
                 matches!(
                     e,
