@@ -24,6 +24,12 @@ pub fn export_traced(
     path: &Path,
 ) -> Result<(), tch::TchError> {
     vs.freeze();
+    // The name becomes a TorchScript class name: keep it an identifier.
+    let name: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let name = name.as_str();
     let input = Tensor::rand([2, 3, input_size.0, input_size.1], (Kind::Float, vs.device()));
     let mut forward = |inputs: &[Tensor]| vec![net.forward_t(&inputs[0], false)];
     let module = tch::no_grad(|| CModule::create_by_tracing(name, "forward", &[input], &mut forward))?;
