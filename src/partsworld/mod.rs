@@ -240,8 +240,8 @@ pub fn label_colour(label: u8) -> [u8; 3] {
     // Golden-angle hues with alternating brightness: neighbouring labels look different.
     let i = label as f32;
     let h = (i * 0.618_034).fract();
-    let v = if label % 2 == 0 { 0.95 } else { 0.7 };
-    let s = if label % 3 == 0 { 0.55 } else { 0.9 };
+    let v = if label.is_multiple_of(2) { 0.95 } else { 0.7 };
+    let s = if label.is_multiple_of(3) { 0.55 } else { 0.9 };
     let c = draw::Rgb::hsv(h, s, v);
     c.to_u8()
 }

@@ -285,8 +285,8 @@ fn side(rng: &mut WRng, fig: &mut Figure, lk: &Look, view: &str, phase: f32) {
         ellipse(
             m0.0 + ml - mh * 0.1,
             m0.1 - mh * 0.2,
-            mh * 0.3,
-            mh * 0.25,
+            mh * 0.42,
+            mh * 0.35,
             0.0,
         ),
         Fill::Solid(lk.nose),
@@ -296,8 +296,8 @@ fn side(rng: &mut WRng, fig: &mut Figure, lk: &Look, view: &str, phase: f32) {
         ellipse(
             hc.0 + hrx * 0.3,
             hc.1 - hry * 0.25,
-            hry * 0.17,
-            hry * 0.15,
+            hry * 0.25,
+            hry * 0.23,
             0.0,
         ),
         Fill::Solid(lk.eye),
@@ -347,7 +347,7 @@ fn head_front(_rng: &mut WRng, fig: &mut Figure, lk: &Look, c: (f32, f32), r: f3
     fig.part(ellipse(x, y, r, r * 0.92, 0.0), lk.fur_fill, Part::Head);
     for s in [-1.0f32, 1.0] {
         fig.part(
-            ellipse(x + s * r * 0.38, y - r * 0.15, r * 0.13, r * 0.12, 0.0),
+            ellipse(x + s * r * 0.38, y - r * 0.15, r * 0.19, r * 0.18, 0.0),
             Fill::Solid(lk.eye),
             Part::Eye,
         );
@@ -358,7 +358,7 @@ fn head_front(_rng: &mut WRng, fig: &mut Figure, lk: &Look, c: (f32, f32), r: f3
         Part::Muzzle,
     );
     fig.part(
-        ellipse(x, y + r * 0.3, r * 0.2, r * 0.13, 0.0),
+        ellipse(x, y + r * 0.3, r * 0.24, r * 0.16, 0.0),
         Fill::Solid(lk.nose),
         Part::Nose,
     );
