@@ -93,12 +93,17 @@ fn side(rng: &mut WRng, fig: &mut Figure, lk: &Look, view: &str, phase: f32) {
     let fx = bl / 2.0;
     let rx = -bl / 2.0;
     // Sitting: the body pivots up about the rump.
-    let tilt: f32 = if sit { -0.55 } else { 0.0 };
-    let pivot = (rx, ybel + 0.05);
+    // Sitting: the body pivots up about the rump, which comes down to the ground.
+    let tilt: f32 = if sit { -0.6 } else { 0.0 };
+    let pivot = (rx, ybel);
+    let drop = if sit { ll - th * 0.2 } else { 0.0 };
     let rot = |p: (f32, f32)| {
         let (s, c) = tilt.sin_cos();
         let d = (p.0 - pivot.0, p.1 - pivot.1);
-        (pivot.0 + d.0 * c - d.1 * s, pivot.1 + d.0 * s + d.1 * c)
+        (
+            pivot.0 + d.0 * c - d.1 * s,
+            pivot.1 + d.0 * s + d.1 * c + drop,
+        )
     };
     let leg_r = th * uni(rng, 0.11, 0.15);
     let gait = |k: f32| if walk { 0.35 * (ph + k).sin() } else { 0.0 };
@@ -132,13 +137,13 @@ fn side(rng: &mut WRng, fig: &mut Figure, lk: &Look, view: &str, phase: f32) {
     let hind_leg = |fig: &mut Figure, x: f32, swing: f32, c: Fill, pc: Rgb| {
         if sit {
             let _ = x;
-            let hip = (rx + th * 0.35, -th * 0.45);
+            let hip = (rx + th * 0.45, -th * 0.45);
             fig.part(
-                ellipse(hip.0, hip.1, th * 0.55, th * 0.45, -0.3),
+                ellipse(hip.0, hip.1, th * 0.6, th * 0.42, -0.5),
                 c,
                 Part::Leg,
             );
-            let foot = (hip.0 + th * 0.7, -leg_r * 0.5);
+            let foot = (hip.0 + th * 0.75, -leg_r * 0.5);
             limb(
                 fig,
                 &[(hip.0 + th * 0.2, hip.1 + th * 0.2), foot],
