@@ -51,6 +51,9 @@ pub struct SynthArgs {
     /// Columns of the contact sheet.
     #[arg(long, default_value_t = 8)]
     sheet_cols: usize,
+    /// Print per-class statistics of the visible parts instead of writing files.
+    #[arg(long)]
+    stats: bool,
     /// Measure the generation speed instead of writing files.
     #[arg(long)]
     bench: bool,
@@ -111,6 +114,8 @@ pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
     }
     if a.bench {
         bench(&a, &opts);
+    } else if a.stats {
+        stats(&a, &opts);
     } else if let Some(path) = &a.video {
         video(&a, &opts, path)?;
     } else {
@@ -162,6 +167,60 @@ fn process_cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+fn stats(a: &SynthArgs, opts: &SceneOptions) {
+    let min = partsworld::min_visible_pixels(a.size, a.size);
+    let mut n = [0u64; CLASSES.len()];
+    let mut seen = vec![[0u64; PARTS.len()]; CLASSES.len()];
+    let mut borderline = vec![[0u64; PARTS.len()]; CLASSES.len()];
+    let mut parts = [0u64; CLASSES.len()];
+    let mut object = [0f64; CLASSES.len()];
+    for i in 0..a.count {
+        let s = partsworld::sample(a.seed, a.start + i, opts, a.size);
+        let areas = partsworld::Sample::label_areas(&s.labels);
+        n[s.class] += 1;
+        parts[s.class] += s.visible.len() as u64;
+        object[s.class] += areas[1..].iter().sum::<u32>() as f64 / s.labels.len() as f64;
+        for p in 0..PARTS.len() {
+            let a = areas[p + 1];
+            if a >= min {
+                seen[s.class][p] += 1;
+            }
+            if a > 0 && a >= min / 2 && a < 2 * min {
+                borderline[s.class][p] += 1;
+            }
+        }
+    }
+    println!(
+        "{} samples of {s}x{s}; visible = area >= {min} px; borderline = {}..{} px",
+        a.count,
+        min / 2,
+        2 * min - 1,
+        s = a.size
+    );
+    for c in 0..CLASSES.len() {
+        if n[c] == 0 {
+            continue;
+        }
+        let k = n[c] as f64;
+        println!(
+            "{} ({} samples, {:.1} visible parts, object covers {:.0}% of the picture):",
+            CLASSES[c],
+            n[c],
+            parts[c] as f64 / k,
+            100.0 * object[c] / k
+        );
+        for &p in partsworld::class_parts(c) {
+            let p = p as usize;
+            println!(
+                "  {:<14} visible {:>5.1}%   borderline {:>5.1}%",
+                PARTS[p],
+                100.0 * seen[c][p] as f64 / k,
+                100.0 * borderline[c][p] as f64 / k
+            );
+        }
+    }
+}
+
 fn samples(a: &SynthArgs, opts: &SceneOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("create {}", a.out.display()))?;
     let pb = progress(a.count);
@@ -173,15 +232,21 @@ fn samples(a: &SynthArgs, opts: &SceneOptions) -> anyhow::Result<()> {
         let s = scene.render(0.0, a.size, a.size);
         let file = format!("{index:06}.png");
         let labels = format!("{index:06}_labels.png");
+        let parts = format!("{index:06}_parts.png");
         s.to_image()
             .save(a.out.join(&file))
             .with_context(|| format!("write {file}"))?;
-        s.labels_to_image()
+        image::GrayImage::from_raw(s.width, s.height, s.labels.clone())
+            .expect("label map has width * height bytes")
             .save(a.out.join(&labels))
             .with_context(|| format!("write {labels}"))?;
+        s.labels_to_image()
+            .save(a.out.join(&parts))
+            .with_context(|| format!("write {parts}"))?;
         records.push(json!({
             "file": file,
             "labels": labels,
+            "parts": parts,
             "class": s.class,
             "class_name": s.class_name(),
             "view": scene.view(),
@@ -201,7 +266,7 @@ fn samples(a: &SynthArgs, opts: &SceneOptions) -> anyhow::Result<()> {
         "size": a.size,
         "classes": CLASSES,
         "parts": PARTS.as_slice(),
-        "label_map": "the *_labels.png files show label colours; raw labels are 1 + index into parts, 0 = background",
+        "label_maps": "NNNNNN_labels.png: 8-bit label per pixel, 0 = background, 1 + i = parts[i]; NNNNNN_parts.png: the same in colour",
         "min_visible_fraction": MIN_VISIBLE_FRACTION,
         "images": records,
     });
@@ -246,12 +311,23 @@ fn video(a: &SynthArgs, opts: &SceneOptions, path: &Path) -> anyhow::Result<()> 
             .with_context(|| format!("GStreamer element {name} is missing"))
     };
     let convert = make("videoconvert")?;
+    // FFV1 takes BGRx losslessly; without this videoconvert would pick subsampled I420.
+    let lossless = gst::ElementFactory::make("capsfilter")
+        .property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("format", "BGRx")
+                .build(),
+        )
+        .build()
+        .context("GStreamer element capsfilter is missing")?;
     let encoder = make("avenc_ffv1")?;
     let mux = make("matroskamux")?;
     let sink = make("filesink")?;
     sink.set_property("location", path.to_string_lossy().to_string());
-    pipeline.add_many([src.upcast_ref(), &convert, &encoder, &mux, &sink])?;
-    gst::Element::link_many([src.upcast_ref(), &convert, &encoder, &mux, &sink])?;
+    let chain = [src.upcast_ref(), &convert, &lossless, &encoder, &mux, &sink];
+    pipeline.add_many(chain)?;
+    gst::Element::link_many(chain)?;
     pipeline
         .set_state(gst::State::Playing)
         .context("start the video pipeline")?;
@@ -275,7 +351,21 @@ fn video(a: &SynthArgs, opts: &SceneOptions, path: &Path) -> anyhow::Result<()> 
             last_scene = i;
         }
         let frame = script.render(t, w, h);
-        let mut buffer = gst::Buffer::from_mut_slice(frame.rgb);
+        // GStreamer's packed RGB rows are padded to a multiple of 4 bytes.
+        let stride = (3 * w as usize).div_ceil(4) * 4;
+        let data = if stride == 3 * w as usize {
+            frame.rgb
+        } else {
+            let mut d = vec![0u8; stride * h as usize];
+            for (dst, src) in d
+                .chunks_exact_mut(stride)
+                .zip(frame.rgb.chunks_exact(3 * w as usize))
+            {
+                dst[..src.len()].copy_from_slice(src);
+            }
+            d
+        };
+        let mut buffer = gst::Buffer::from_mut_slice(data);
         {
             let b = buffer.get_mut().expect("new buffer is writable");
             b.set_pts(gst::ClockTime::from_nseconds(

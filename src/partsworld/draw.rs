@@ -353,16 +353,11 @@ pub fn capsule(a: (f32, f32), b: (f32, f32), ra: f32, rb: f32) -> Option<Path> {
         let t = ang + PI / 2.0 + PI * k as f32 / 8.0;
         pts.push((a.0 + ra * t.cos(), a.1 + ra * t.sin()));
     }
-    smooth_open_poly(&pts)
+    poly(&pts)
 }
 
-/// A polygon through densely sampled points (lines; for already smooth outlines).
-fn smooth_open_poly(pts: &[(f32, f32)]) -> Option<Path> {
-    poly(pts)
-}
-
-/// A limb through several joints with radii per joint (union of capsules as one outline is
-/// not needed: the segments are drawn as separate shapes of the same label).
+/// A limb through several joints with a radius per joint: one capsule per segment, all with
+/// the same label.
 pub fn limb(fig: &mut Figure, joints: &[(f32, f32)], radii: &[f32], fill: Fill, part: Part) {
     for i in 0..joints.len().saturating_sub(1) {
         fig.part(

@@ -115,26 +115,21 @@ pub fn apply(rgba: &[u8], width: u32, height: u32, look: &Look, seed: u64) -> Ve
     let (w, h) = (width as usize, height as usize);
     let n = w * h;
     // Lighting via per-channel lookup tables (values 0..=255).
-    let mut lut = [[0f32; 256]; 3];
-    for i in 0..256 {
-        let g = if look.gamma == 1.0 {
+    let base: [f32; 256] = std::array::from_fn(|i| {
+        if look.gamma == 1.0 {
             i as f32 / 255.0
         } else {
             (i as f32 / 255.0).powf(look.gamma)
-        };
-        for c in 0..3 {
-            let x = g * look.gain * look.cast[c];
-            lut[c][i] = ((x - 0.5) * look.contrast + 0.5).clamp(0.0, 1.0) * 255.0;
         }
-    }
+    });
+    let lut8: [[u8; 256]; 3] = std::array::from_fn(|c| {
+        std::array::from_fn(|i| {
+            let x = base[i] * look.gain * look.cast[c];
+            (((x - 0.5) * look.contrast + 0.5).clamp(0.0, 1.0) * 255.0 + 0.5) as u8
+        })
+    });
     let sigma = look.blur * w.min(h) as f32;
     let mut out = vec![0u8; n * 3];
-    let mut lut8 = [[0u8; 256]; 3];
-    for c in 0..3 {
-        for i in 0..256 {
-            lut8[c][i] = (lut[c][i] + 0.5) as u8;
-        }
-    }
     let [l0, l1, l2] = &lut8;
     for (o, px) in out.chunks_exact_mut(3).zip(rgba.chunks_exact(4)) {
         o[0] = l0[px[0] as usize];

@@ -10,6 +10,21 @@
 //! Drawing is vector based (tiny-skia) in a normalised frame, so a scene renders at any size:
 //! the object lives in the centred square of the frame, so a centre crop always contains it.
 //!
+//! - Viewpoints: cars and trains are extruded 3-D profiles seen in perspective from the front,
+//!   back, side and three-quarter views (so a side view shows `vehicle_left` *or*
+//!   `vehicle_right`, front views show `frontside`, `headlight`, `licenseplate`, …); people in
+//!   full figure (front, back, walking profile), upper body and portrait; dogs standing,
+//!   walking, sitting, with the head turned, from the front and as portraits; birds standing,
+//!   perched, flying and from the front; bottles upright, tilted, lying, alone or in pairs.
+//! - Every object pixel belongs to exactly one part of the object's class (as in
+//!   `models/partsworld/knowledge.json`, see [`knowledge_path`]); backgrounds, distractors and
+//!   occluders are label 0. Colours are drawn from one rule for all classes (plausible or
+//!   wild), so colour alone tells neither class nor part.
+//! - Ground truth: [`Sample::labels`] (0 = background, `1 + i` = `PARTS[i]`), the class, and
+//!   [`Sample::visible`] = parts with at least [`min_visible_pixels`] pixels.
+//! - Training streams: [`SampleStream`]; videos: [`video_scenes`]; files, contact sheets, the
+//!   benchmark, statistics and clips: `unmask synth --help`.
+//!
 //! ```no_run
 //! use unmask::partsworld::{self, SceneOptions};
 //! let s = partsworld::sample(7, 0, &SceneOptions::default(), 64);
@@ -240,8 +255,8 @@ pub fn label_colour(label: u8) -> [u8; 3] {
     // Golden-angle hues with alternating brightness: neighbouring labels look different.
     let i = label as f32;
     let h = (i * 0.618_034).fract();
-    let v = if label % 2 == 0 { 0.95 } else { 0.7 };
-    let s = if label % 3 == 0 { 0.55 } else { 0.9 };
+    let v = if label.is_multiple_of(2) { 0.95 } else { 0.7 };
+    let s = if label.is_multiple_of(3) { 0.55 } else { 0.9 };
     let c = draw::Rgb::hsv(h, s, v);
     c.to_u8()
 }

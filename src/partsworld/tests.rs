@@ -207,16 +207,14 @@ fn colour_does_not_determine_the_class() {
         // Train the class means on the first 200, test on the rest.
         let mut means = [[0f64; 3]; 6];
         let mut counts = [0f64; 6];
-        for i in 0..200 {
-            for c in 0..3 {
-                means[cls[i]][c] += feat[i][c];
+        for (f, &c) in feat.iter().zip(&cls).take(200) {
+            for (m, v) in means[c].iter_mut().zip(f) {
+                *m += v;
             }
-            counts[cls[i]] += 1.0;
+            counts[c] += 1.0;
         }
-        for k in 0..6 {
-            for c in 0..3 {
-                means[k][c] /= counts[k].max(1.0);
-            }
+        for (m, k) in means.iter_mut().zip(counts) {
+            m.iter_mut().for_each(|v| *v /= k.max(1.0));
         }
         let mut right = 0;
         for i in 200..n {
@@ -272,7 +270,7 @@ fn video_is_smooth_and_changes_scenes() {
 }
 
 #[test]
-#[ignore = "benchmark: cargo test --release --lib partsworld::tests::bench -- --ignored --nocapture"]
+#[ignore = "benchmark: cargo test --lib partsworld::tests::bench -- --ignored --nocapture"]
 fn bench() {
     let opts = SceneOptions::default();
     let n = 2000;
@@ -340,152 +338,5 @@ fn stage_times() {
         us(t_paint),
         shapes as f64 / n as f64,
         us(t_fx)
-    );
-}
-
-#[test]
-#[ignore = "profiling helper"]
-fn fill_costs() {
-    use super::draw::{Canvas, Fill, Rgb, ellipse};
-    use std::time::Instant;
-    let p = ellipse(32.0, 32.0, 10.0, 6.0, 0.3).unwrap();
-    let n = 20000;
-    let mut c = Canvas::new(64, 64);
-    for (name, f) in [
-        ("solid", Fill::Solid(Rgb(0.5, 0.2, 0.1))),
-        ("grad", Fill::shaded(Rgb(0.5, 0.2, 0.1), 0.2)),
-        (
-            "stripes",
-            Fill::Stripes {
-                c0: Rgb(0.5, 0.2, 0.1),
-                c1: Rgb(0.1, 0.2, 0.1),
-                period: 3.0,
-                angle: 0.4,
-            },
-        ),
-        (
-            "radial",
-            Fill::Radial {
-                c0: Rgb(0.5, 0.2, 0.1),
-                c1: Rgb(0.1, 0.2, 0.1),
-                fx: 0.3,
-                fy: 0.3,
-            },
-        ),
-        (
-            "noise",
-            Fill::Noise {
-                c: Rgb(0.5, 0.2, 0.1),
-                amount: 0.3,
-                grain: 1.0,
-            },
-        ),
-    ] {
-        let t = Instant::now();
-        for _ in 0..n {
-            c.paint_rgb(&p, &f);
-        }
-        eprintln!(
-            "{name}: {:.2} us",
-            t.elapsed().as_secs_f64() / n as f64 * 1e6
-        );
-    }
-    let t = Instant::now();
-    for _ in 0..n {
-        c.paint_label(&p, 3);
-    }
-    eprintln!(
-        "label: {:.2} us",
-        t.elapsed().as_secs_f64() / n as f64 * 1e6
-    );
-    let t = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(
-            p.clone()
-                .transform(tiny_skia::Transform::from_scale(1.01, 1.0)),
-        );
-    }
-    eprintln!(
-        "clone+transform: {:.2} us",
-        t.elapsed().as_secs_f64() / n as f64 * 1e6
-    );
-    let big = super::draw::rrect(-5.0, -5.0, 70.0, 40.0, 0.0).unwrap();
-    for (name, f) in [
-        ("big solid", Fill::Solid(Rgb(0.5, 0.2, 0.1))),
-        ("big grad", Fill::shaded(Rgb(0.5, 0.2, 0.1), 0.2)),
-        (
-            "big noise",
-            Fill::Noise {
-                c: Rgb(0.5, 0.2, 0.1),
-                amount: 0.3,
-                grain: 1.0,
-            },
-        ),
-        (
-            "big stripes",
-            Fill::Stripes {
-                c0: Rgb(0.5, 0.2, 0.1),
-                c1: Rgb(0.1, 0.2, 0.1),
-                period: 3.0,
-                angle: 0.4,
-            },
-        ),
-    ] {
-        let t = Instant::now();
-        for _ in 0..n {
-            c.paint_rgb(&big, &f);
-        }
-        eprintln!(
-            "{name}: {:.2} us",
-            t.elapsed().as_secs_f64() / n as f64 * 1e6
-        );
-    }
-}
-
-#[test]
-#[ignore = "profiling helper"]
-fn effect_costs() {
-    use super::draw::Canvas;
-    use super::effects::{Look, apply};
-    use std::time::Instant;
-    let c = Canvas::new(64, 64);
-    let n = 5000;
-    let mut noisy = Look::identity();
-    noisy.noise = 0.03;
-    let mut blurred = Look::identity();
-    blurred.blur = 0.01;
-    let mut lit = Look::identity();
-    lit.gamma = 1.1;
-    lit.vignette = 0.2;
-    for (name, look) in [
-        ("identity", Look::identity()),
-        ("noise", noisy),
-        ("blur", blurred),
-        ("gamma+vignette", lit),
-    ] {
-        let t = Instant::now();
-        for i in 0..n {
-            std::hint::black_box(apply(c.rgb.data(), 64, 64, &look, i));
-        }
-        eprintln!(
-            "{name}: {:.1} us",
-            t.elapsed().as_secs_f64() / n as f64 * 1e6
-        );
-    }
-    let t = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(c.labels());
-    }
-    eprintln!(
-        "labels: {:.1} us",
-        t.elapsed().as_secs_f64() / n as f64 * 1e6
-    );
-    let t = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(Canvas::new(64, 64));
-    }
-    eprintln!(
-        "canvas: {:.1} us",
-        t.elapsed().as_secs_f64() / n as f64 * 1e6
     );
 }

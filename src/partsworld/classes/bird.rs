@@ -76,7 +76,7 @@ pub fn build(rng: &mut WRng, phase: f32) -> Figure {
     let bw = bw * uni(rng, 0.9, 1.1);
     let bh = bh * uni(rng, 0.9, 1.15);
     let leg_len = leg_len * uni(rng, 0.85, 1.2);
-    let beak_len = beak_len * uni(rng, 0.8, 1.25);
+    let beak_len = beak_len * uni(rng, 0.95, 1.4);
     let neck_len = neck_len * uni(rng, 0.85, 1.2);
 
     if view == "front" {
@@ -236,7 +236,7 @@ pub fn build(rng: &mut WRng, phase: f32) -> Figure {
         head_dir + 0.15,
         beak_len * if kind == "duck" { 0.75 } else { 1.0 },
     );
-    let bthick = hr * if kind == "duck" { 0.45 } else { 0.38 };
+    let bthick = hr * if kind == "duck" { 0.5 } else { 0.45 };
     fig.part(
         poly(&[
             polar(bb, head_dir - PI / 2.0, bthick),
@@ -248,7 +248,7 @@ pub fn build(rng: &mut WRng, phase: f32) -> Figure {
     );
     let ec = polar(hc, head_dir - 0.55, hr * 0.45);
     fig.part(
-        ellipse(ec.0, ec.1, hr * 0.2, hr * 0.2, 0.0),
+        ellipse(ec.0, ec.1, hr * 0.3, hr * 0.3, 0.0),
         Fill::Solid(eye_c),
         Part::Eye,
     );
@@ -328,7 +328,7 @@ fn front(
     );
     for s in [-1.0f32, 1.0] {
         fig.part(
-            ellipse(s * hr * 0.42, hc.1 - hr * 0.12, hr * 0.2, hr * 0.2, 0.0),
+            ellipse(s * hr * 0.42, hc.1 - hr * 0.12, hr * 0.25, hr * 0.25, 0.0),
             Fill::Solid(eye_c),
             Part::Eye,
         );

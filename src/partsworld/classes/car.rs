@@ -248,18 +248,14 @@ pub fn build(rng: &mut WRng, _phase: f32) -> Figure {
                     },
                     Part::Frontside,
                 );
-                let lw = uni(rng, 0.22, 0.4);
-                let (l0, l1) = (uni(rng, 0.55, 0.7), uni(rng, 0.82, 0.95));
+                let lw = uni(rng, 0.3, 0.45);
+                let (l0, l1) = (uni(rng, 0.5, 0.62), uni(rng, 0.85, 0.97));
                 for zs in [-1.0f32, 1.0] {
                     let z0 = zs * (hw - 0.06);
                     let z1 = zs * (hw - 0.06 - lw);
                     g.add(quad(l0, l1, z0, z1), Fill::Solid(lamp), Part::Headlight);
                 }
-                g.add(
-                    quad(0.12, 0.36, -0.27, 0.27),
-                    plate_fill,
-                    Part::Licenseplate,
-                );
+                g.add(quad(0.1, 0.4, -0.3, 0.3), plate_fill, Part::Licenseplate);
             }
             "back" => {
                 let lw = uni(rng, 0.2, 0.38);
@@ -272,11 +268,7 @@ pub fn build(rng: &mut WRng, _phase: f32) -> Figure {
                         Part::VehicleBack,
                     );
                 }
-                g.add(
-                    quad(0.45, 0.75, -0.27, 0.27),
-                    plate_fill,
-                    Part::Licenseplate,
-                );
+                g.add(quad(0.42, 0.75, -0.3, 0.3), plate_fill, Part::Licenseplate);
             }
             "windscreen" | "rearwindow" => {
                 let fr = uni(rng, 0.04, 0.1);
@@ -296,12 +288,12 @@ pub fn build(rng: &mut WRng, _phase: f32) -> Figure {
     let mirror_x = x_wb - 0.05;
     let mirror = |zs: f32| {
         let z0 = zs * (hw - 0.02);
-        let z1 = zs * (hw + 0.2);
-        let (y0, y1) = (yh + 0.02, yh + 0.17);
+        let z1 = zs * (hw + 0.27);
+        let (y0, y1) = (yh + 0.0, yh + 0.22);
         cam.poly(&[
             [mirror_x, y0, z0],
-            [mirror_x + 0.04, y0, z1],
-            [mirror_x + 0.04, y1, z1],
+            [mirror_x + 0.05, y0, z1],
+            [mirror_x + 0.05, y1, z1],
             [mirror_x, y1, z0],
         ])
     };
@@ -402,12 +394,12 @@ pub fn build(rng: &mut WRng, _phase: f32) -> Figure {
             lo = c;
         }
         // Head- and tail lights wrapping round the corners, and the mirror on the side.
-        let (l0, l1) = (yh - nose - 0.2, yh - nose - 0.04);
+        let (l0, l1) = (yh - nose - 0.26, yh - nose - 0.03);
         g.add(
             prism.on_side(
                 &cam,
                 zs,
-                &[(xf - 0.3, l0), (xf, l0), (xf, l1), (xf - 0.36, l1)],
+                &[(xf - 0.38, l0), (xf, l0), (xf, l1), (xf - 0.45, l1)],
             ),
             Fill::Solid(lamp),
             Part::Headlight,
@@ -433,10 +425,10 @@ pub fn build(rng: &mut WRng, _phase: f32) -> Figure {
                 &cam,
                 zs,
                 &[
-                    (mirror_x - 0.15, yh + 0.03),
-                    (mirror_x + 0.02, yh + 0.03),
-                    (mirror_x + 0.02, yh + 0.17),
-                    (mirror_x - 0.12, yh + 0.17),
+                    (mirror_x - 0.24, yh + 0.0),
+                    (mirror_x + 0.04, yh + 0.0),
+                    (mirror_x + 0.04, yh + 0.22),
+                    (mirror_x - 0.2, yh + 0.22),
                 ],
             ),
             mirror_fill,

@@ -93,12 +93,17 @@ fn side(rng: &mut WRng, fig: &mut Figure, lk: &Look, view: &str, phase: f32) {
     let fx = bl / 2.0;
     let rx = -bl / 2.0;
     // Sitting: the body pivots up about the rump.
-    let tilt: f32 = if sit { -0.55 } else { 0.0 };
-    let pivot = (rx, ybel + 0.05);
+    // Sitting: the body pivots up about the rump, which comes down to the ground.
+    let tilt: f32 = if sit { -0.6 } else { 0.0 };
+    let pivot = (rx, ybel);
+    let drop = if sit { ll - th * 0.2 } else { 0.0 };
     let rot = |p: (f32, f32)| {
         let (s, c) = tilt.sin_cos();
         let d = (p.0 - pivot.0, p.1 - pivot.1);
-        (pivot.0 + d.0 * c - d.1 * s, pivot.1 + d.0 * s + d.1 * c)
+        (
+            pivot.0 + d.0 * c - d.1 * s,
+            pivot.1 + d.0 * s + d.1 * c + drop,
+        )
     };
     let leg_r = th * uni(rng, 0.11, 0.15);
     let gait = |k: f32| if walk { 0.35 * (ph + k).sin() } else { 0.0 };
@@ -132,13 +137,13 @@ fn side(rng: &mut WRng, fig: &mut Figure, lk: &Look, view: &str, phase: f32) {
     let hind_leg = |fig: &mut Figure, x: f32, swing: f32, c: Fill, pc: Rgb| {
         if sit {
             let _ = x;
-            let hip = (rx + th * 0.35, -th * 0.45);
+            let hip = (rx + th * 0.45, -th * 0.45);
             fig.part(
-                ellipse(hip.0, hip.1, th * 0.55, th * 0.45, -0.3),
+                ellipse(hip.0, hip.1, th * 0.6, th * 0.42, -0.5),
                 c,
                 Part::Leg,
             );
-            let foot = (hip.0 + th * 0.7, -leg_r * 0.5);
+            let foot = (hip.0 + th * 0.75, -leg_r * 0.5);
             limb(
                 fig,
                 &[(hip.0 + th * 0.2, hip.1 + th * 0.2), foot],
@@ -285,8 +290,8 @@ fn side(rng: &mut WRng, fig: &mut Figure, lk: &Look, view: &str, phase: f32) {
         ellipse(
             m0.0 + ml - mh * 0.1,
             m0.1 - mh * 0.2,
-            mh * 0.3,
-            mh * 0.25,
+            mh * 0.42,
+            mh * 0.35,
             0.0,
         ),
         Fill::Solid(lk.nose),
@@ -296,8 +301,8 @@ fn side(rng: &mut WRng, fig: &mut Figure, lk: &Look, view: &str, phase: f32) {
         ellipse(
             hc.0 + hrx * 0.3,
             hc.1 - hry * 0.25,
-            hry * 0.17,
-            hry * 0.15,
+            hry * 0.25,
+            hry * 0.23,
             0.0,
         ),
         Fill::Solid(lk.eye),
@@ -347,7 +352,7 @@ fn head_front(_rng: &mut WRng, fig: &mut Figure, lk: &Look, c: (f32, f32), r: f3
     fig.part(ellipse(x, y, r, r * 0.92, 0.0), lk.fur_fill, Part::Head);
     for s in [-1.0f32, 1.0] {
         fig.part(
-            ellipse(x + s * r * 0.38, y - r * 0.15, r * 0.13, r * 0.12, 0.0),
+            ellipse(x + s * r * 0.38, y - r * 0.15, r * 0.19, r * 0.18, 0.0),
             Fill::Solid(lk.eye),
             Part::Eye,
         );
@@ -358,7 +363,7 @@ fn head_front(_rng: &mut WRng, fig: &mut Figure, lk: &Look, c: (f32, f32), r: f3
         Part::Muzzle,
     );
     fig.part(
-        ellipse(x, y + r * 0.3, r * 0.2, r * 0.13, 0.0),
+        ellipse(x, y + r * 0.3, r * 0.24, r * 0.16, 0.0),
         Fill::Solid(lk.nose),
         Part::Nose,
     );

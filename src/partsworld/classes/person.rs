@@ -149,7 +149,7 @@ fn front(
             Part::Leg,
         );
         fig.part(
-            ellipse(ankle.0 + s * 0.08, ankle.1 + 0.15, 0.24, 0.14, 0.0),
+            ellipse(ankle.0 + s * 0.1, ankle.1 + 0.15, 0.3, 0.18, 0.0),
             Fill::Solid(lk.shoes),
             Part::Foot,
         );
@@ -171,10 +171,10 @@ fn front(
     fig.part(
         rounded(
             &[
-                (-0.2, head.1 + hy * 0.6),
-                (0.2, head.1 + hy * 0.6),
-                (0.22, ys + 0.2),
-                (-0.22, ys + 0.2),
+                (-0.24, head.1 + hy * 0.6),
+                (0.24, head.1 + hy * 0.6),
+                (0.27, ys + 0.2),
+                (-0.27, ys + 0.2),
             ],
             0.05,
         ),
@@ -230,7 +230,7 @@ fn front(
         );
         let hand = polar(wrist, a2, 0.15);
         fig.part(
-            ellipse(hand.0, hand.1, 0.14, 0.2, a2 - PI / 2.0),
+            ellipse(hand.0, hand.1, 0.19, 0.25, a2 - PI / 2.0),
             Fill::Solid(lk.skin),
             Part::Hand,
         );
@@ -238,7 +238,7 @@ fn front(
     // Ears, head, face, hair.
     for s in [-1.0f32, 1.0] {
         fig.part(
-            ellipse(head.0 + s * hx * 0.97, head.1 + 0.04, 0.09, 0.15, 0.0),
+            ellipse(head.0 + s * hx * 0.97, head.1 + 0.04, 0.12, 0.19, 0.0),
             Fill::Solid(lk.skin.shade(-0.12)),
             Part::Ear,
         );
@@ -284,22 +284,22 @@ fn face_front(fig: &mut Figure, lk: &Look, c: (f32, f32), hx: f32, hy: f32) {
     let ey = c.1 - hy * 0.02;
     for s in [-1.0f32, 1.0] {
         fig.part(
-            ellipse(c.0 + s * ex, ey, 0.09, 0.055, 0.0),
+            ellipse(c.0 + s * ex, ey, 0.1, 0.065, 0.0),
             Fill::Solid(Rgb(0.95, 0.95, 0.93)),
             Part::Eye,
         );
         fig.part(
-            ellipse(c.0 + s * ex, ey, 0.045, 0.05, 0.0),
+            ellipse(c.0 + s * ex, ey, 0.05, 0.06, 0.0),
             Fill::Solid(lk.eye),
             Part::Eye,
         );
         fig.part(
             rounded(
                 &[
-                    (c.0 + s * (ex - 0.1), ey - 0.13),
-                    (c.0 + s * (ex + 0.1), ey - 0.15),
-                    (c.0 + s * (ex + 0.1), ey - 0.105),
-                    (c.0 + s * (ex - 0.1), ey - 0.085),
+                    (c.0 + s * (ex - 0.11), ey - 0.14),
+                    (c.0 + s * (ex + 0.11), ey - 0.165),
+                    (c.0 + s * (ex + 0.11), ey - 0.105),
+                    (c.0 + s * (ex - 0.11), ey - 0.085),
                 ],
                 0.01,
             ),
@@ -309,15 +309,15 @@ fn face_front(fig: &mut Figure, lk: &Look, c: (f32, f32), hx: f32, hy: f32) {
     }
     fig.part(
         poly(&[
-            (c.0, ey + 0.04),
-            (c.0 + 0.07, c.1 + hy * 0.3),
-            (c.0 - 0.07, c.1 + hy * 0.3),
+            (c.0, ey + 0.02),
+            (c.0 + 0.09, c.1 + hy * 0.33),
+            (c.0 - 0.09, c.1 + hy * 0.33),
         ]),
         Fill::Solid(lk.skin.shade(-0.22)),
         Part::Nose,
     );
     fig.part(
-        ellipse(c.0, c.1 + hy * 0.55, 0.13, 0.045, 0.0),
+        ellipse(c.0, c.1 + hy * 0.56, 0.15, 0.055, 0.0),
         Fill::Solid(lk.lips),
         Part::Mouth,
     );
@@ -396,7 +396,7 @@ fn side(
             Part::Leg,
         );
         fig.part(
-            ellipse(ankle.0 + 0.18, ankle.1 + 0.12, 0.3, 0.14, 0.0),
+            ellipse(ankle.0 + 0.2, ankle.1 + 0.12, 0.34, 0.17, 0.0),
             Fill::Solid(shoe),
             Part::Foot,
         );
@@ -416,7 +416,7 @@ fn side(
         );
         let hp = polar(wrist, a2, 0.15);
         fig.part(
-            ellipse(hp.0, hp.1, 0.13, 0.19, a2 - PI / 2.0),
+            ellipse(hp.0, hp.1, 0.18, 0.24, a2 - PI / 2.0),
             Fill::Solid(skin),
             Part::Hand,
         );
@@ -442,7 +442,7 @@ fn side(
         );
     }
     fig.part(
-        capsule((0.05, head.1 + hy * 0.5), (0.0, ys + 0.25), 0.19, 0.21),
+        capsule((0.05, head.1 + hy * 0.5), (0.0, ys + 0.25), 0.23, 0.25),
         Fill::Solid(lk.skin.shade(-0.1)),
         Part::Neck,
     );
@@ -489,7 +489,7 @@ fn side(
         Part::Mouth,
     );
     fig.part(
-        ellipse(head.0 + hx * 0.55, head.1 - hy * 0.03, 0.06, 0.05, 0.0),
+        ellipse(head.0 + hx * 0.55, head.1 - hy * 0.03, 0.075, 0.065, 0.0),
         Fill::Solid(lk.eye),
         Part::Eye,
     );
@@ -522,7 +522,7 @@ fn side(
         );
     }
     fig.part(
-        ellipse(head.0 - hx * 0.1, head.1 + hy * 0.08, 0.1, 0.16, 0.2),
+        ellipse(head.0 - hx * 0.1, head.1 + hy * 0.08, 0.12, 0.19, 0.2),
         Fill::Solid(lk.skin.shade(-0.12)),
         Part::Ear,
     );

@@ -391,17 +391,17 @@ pub fn build(rng: &mut WRng, _phase: f32) -> Figure {
                         g.add(quad(0.55, 0.7, -hw, hw), Fill::Solid(stripe), part);
                     }
                     let big: f32 = if nose_kind == "streamline" { 1.6 } else { 1.0 };
-                    let (l0, l1) = (0.12 * big.min(1.2), 0.3 * big.min(1.2));
+                    let (l0, l1) = (0.1 * big.min(1.2), 0.34 * big.min(1.2));
                     for zs in [-1.0f32, 1.0] {
                         g.add(
-                            quad(l0, l1, zs * (hw - 0.25), zs * (hw - 0.25 - 0.45 * big)),
+                            quad(l0, l1, zs * (hw - 0.2), zs * (hw - 0.2 - 0.6 * big)),
                             Fill::Solid(lamp),
                             Part::Headlight,
                         );
                     }
                     if nose_kind != "streamline" && chance(rng, 0.6) {
                         g.add(
-                            quad(0.86, 0.97, -0.25, 0.25),
+                            quad(0.84, 0.98, -0.32, 0.32),
                             Fill::Solid(lamp),
                             Part::Headlight,
                         );
