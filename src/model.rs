@@ -153,12 +153,8 @@ impl Model {
         })?;
         let got = out.size();
         let want = &self.info.output.dims;
-        let dims_match = got.len() == want.len()
-            && got
-                .iter()
-                .zip(want)
-                .enumerate()
-                .all(|(i, (&g, &w))| (i == 0 && w == -1 && g == batch) || w == -1 || g == w);
+        let dims_match =
+            got.len() == want.len() && got.iter().zip(want).all(|(&g, &w)| w == -1 || g == w);
         if !dims_match || got[0] != batch {
             return Err(format!(
                 "output [{}] has shape {got:?} for a batch of {batch}, modelinfo says {want:?}",
