@@ -2,8 +2,9 @@
 //! that the parts a robust part extractor finds agree with the classifier's prediction.
 //!
 //! The GStreamer-agnostic core is [`knowledge`], [`similarity`], [`modelinfo`], [`model`],
-//! [`preprocess`] and [`detector`].
+//! [`preprocess`] and [`detector`]; [`attack`] holds the adversarial attacks used to evaluate it.
 
+pub mod attack;
 pub mod detector;
 pub mod device;
 pub mod elements;
