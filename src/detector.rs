@@ -224,6 +224,12 @@ impl Detector {
         }
     }
 
+    /// For each of the extractor's output channels, the knowledge base part it reports
+    /// (`None` for a segmentation extractor's background channel).
+    pub fn channel_parts(&self) -> &[Option<usize>] {
+        &self.part_of_channel
+    }
+
     /// Maps the extractor's found channels to knowledge base part sets.
     pub fn parts_from_channels(&self, channels: &[PartSet]) -> Vec<PartSet> {
         channels

@@ -2,9 +2,11 @@
 //! that the parts a robust part extractor finds agree with the classifier's prediction.
 //!
 //! The GStreamer-agnostic core is [`knowledge`], [`similarity`], [`modelinfo`], [`model`],
-//! [`preprocess`] and [`detector`]; [`meta`] carries verdicts on GStreamer buffers and
-//! [`elements`] holds the GStreamer elements.
+//! [`preprocess`] and [`detector`]; [`attack`] holds the adversarial attacks used to evaluate
+//! it, [`partsworld`], [`nets`] and [`train`] make the default models; [`meta`] carries verdicts
+//! on GStreamer buffers and [`elements`] holds the GStreamer elements.
 
+pub mod attack;
 pub mod bench_env;
 pub mod detector;
 pub mod device;

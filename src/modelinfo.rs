@@ -597,6 +597,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn rejects_bad_files() {
         use ModelInfoErrorKind as E;
         type Check = fn(&E) -> bool;
