@@ -13,6 +13,7 @@ APT_PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav
   python3-venv python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+  libfontconfig-dev fonts-dejavu-core
 )
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }

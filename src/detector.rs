@@ -249,8 +249,14 @@ impl Detector {
 
     /// Verdicts for canonical images `[N,3,H,W]` in `[0,1]` on the detector's device.
     pub fn analyse_images(&self, images: &Tensor) -> Result<Vec<Verdict>, DetectorError> {
-        let predictions = self.classifier.predict(images)?;
-        let parts = self.parts_found(images)?;
+        self.decide(images, images)
+    }
+
+    /// Verdicts from M on `m_images` and K on `k_images` (the same frames, each at its
+    /// model's input size).
+    fn decide(&self, m_images: &Tensor, k_images: &Tensor) -> Result<Vec<Verdict>, DetectorError> {
+        let predictions = self.classifier.predict(m_images)?;
+        let parts = self.parts_found(k_images)?;
         Ok(predictions
             .into_iter()
             .zip(&parts)
@@ -287,14 +293,6 @@ impl Detector {
             return Ok(Vec::new());
         }
         let (m_images, k_images) = self.frames_to_images(frames)?;
-        let predictions = self.classifier.predict(&m_images)?;
-        let parts = self.parts_found(k_images.as_ref().unwrap_or(&m_images))?;
-        Ok(predictions
-            .into_iter()
-            .zip(&parts)
-            .map(|((class, confidence), found)| {
-                Verdict::decide(&self.kb, class, confidence, found, self.threshold)
-            })
-            .collect())
+        self.decide(&m_images, k_images.as_ref().unwrap_or(&m_images))
     }
 }

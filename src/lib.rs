@@ -11,6 +11,7 @@ pub mod bench_env;
 pub mod detector;
 pub mod device;
 pub mod elements;
+pub mod eval;
 pub mod gstlog;
 pub mod knowledge;
 pub mod meta;

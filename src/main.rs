@@ -20,6 +20,11 @@ enum Command {
     Synth(cli::synth::SynthArgs),
     /// Train the default parts-world models (reproduces models/partsworld).
     Train(cli::train::TrainArgs),
+    /// Pick detection thresholds for a target false-positive rate and write them into the
+    /// classifiers' modelinfo.
+    Calibrate(cli::calibrate::CalibrateArgs),
+    /// Evaluate detection and defense under attack; writes the paper-style tables.
+    Eval(cli::eval::EvalArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,6 +33,8 @@ fn main() -> std::process::ExitCode {
         Command::Info(a) => cli::info::run(a),
         Command::Synth(a) => cli::synth::run(a),
         Command::Train(a) => cli::train::run(a),
+        Command::Calibrate(a) => cli::calibrate::run(a),
+        Command::Eval(a) => cli::eval::run(a),
     };
     match result {
         Ok(code) => code,

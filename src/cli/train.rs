@@ -18,7 +18,10 @@ pub struct TrainArgs {
     /// `classifiers` for all classifiers. Default: everything.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Optimisation steps per classifier.
+    /// Optimisation steps of the 6-class pre-training of each variant's backbone.
+    #[arg(long, default_value_t = TrainOptions::default().pretrain_steps)]
+    pretrain_steps: usize,
+    /// Optimisation steps fine-tuning each classifier on its class set.
     #[arg(long, default_value_t = TrainOptions::default().classifier_steps)]
     classifier_steps: usize,
     /// Optimisation steps for the part extractor.
@@ -51,6 +54,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     }
     let opts = TrainOptions {
         out_dir: args.out.clone(),
+        pretrain_steps: args.pretrain_steps,
         classifier_steps: args.classifier_steps,
         extractor_steps: args.extractor_steps,
         batch: args.batch,
@@ -64,38 +68,95 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         machine: String::new(),
         libtorch_threads: 0,
         total_seconds: 0.0,
+        sum_train_seconds: 0.0,
         extractor: None,
+        pretraining: None,
         classifiers: Vec::new(),
     });
     let start = Instant::now();
     if wanted(&args.only, "k", false) {
-        eprintln!("training the part extractor K ({} steps)", opts.extractor_steps);
+        eprintln!(
+            "training the part extractor K ({} steps)",
+            opts.extractor_steps
+        );
         let r = train::train_extractor(&opts).context("training the part extractor")?;
         eprintln!(
             "  k-parts: mean image Jaccard {:.3}, mean part IoU {:.3} ({:.0} s)",
             r.heldout.mean_image_jaccard, r.heldout.mean_part_iou, r.train_seconds
         );
         report.extractor = Some(r);
+        save_report(&mut report, &report_path, &start)?;
     }
-    for set in CLASS_SETS {
-        for variant in Variant::ALL {
-            let name = format!("{}-{}", set.to_ascii_lowercase(), variant.name());
-            if !wanted(&args.only, &name, true) {
-                continue;
-            }
-            eprintln!("training classifier {name} ({} steps)", opts.classifier_steps);
-            let r = train::train_classifier(set, variant, &opts).with_context(|| format!("training {name}"))?;
-            eprintln!("  {name}: held-out accuracy {:.4} ({:.0} s)", r.heldout_accuracy, r.train_seconds);
-            report.classifiers.retain(|c| c.file != r.file);
-            report.classifiers.push(r);
-        }
+    let wanted_classifiers: Vec<(&str, Variant, String)> = Variant::ALL
+        .into_iter()
+        .flat_map(|variant| {
+            CLASS_SETS.iter().map(move |set| {
+                (
+                    *set,
+                    variant,
+                    format!("{}-{}", set.to_ascii_lowercase(), variant.name()),
+                )
+            })
+        })
+        .filter(|(_, _, name)| wanted(&args.only, name, true))
+        .collect();
+    let backbone = if opts.pretrain_steps > 0 && !wanted_classifiers.is_empty() {
+        eprintln!(
+            "pre-training the classifier backbone on all six classes ({} steps)",
+            opts.pretrain_steps
+        );
+        let (vs, r) = train::pretrain_backbone(&opts).context("pre-training")?;
+        eprintln!(
+            "  pretrain: final loss {:.3} ({:.0} s)",
+            r.final_train_loss, r.train_seconds
+        );
+        report.pretraining = Some(r);
+        save_report(&mut report, &report_path, &start)?;
+        Some(vs)
+    } else {
+        None
+    };
+    for (set, variant, name) in wanted_classifiers {
+        eprintln!(
+            "training classifier {name} ({} steps)",
+            opts.classifier_steps
+        );
+        let r = train::train_classifier(set, variant, backbone.as_ref(), &opts)
+            .with_context(|| format!("training {name}"))?;
+        eprintln!(
+            "  {name}: held-out accuracy {:.4} ({:.0} s)",
+            r.heldout_accuracy, r.train_seconds
+        );
+        report.classifiers.retain(|c| c.file != r.file);
+        report.classifiers.push(r);
+        save_report(&mut report, &report_path, &start)?;
     }
+    eprintln!(
+        "wrote {} ({:.0} s)",
+        report_path.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the report (after every model, so an interrupted run keeps what it finished).
+fn save_report(
+    report: &mut TrainingReport,
+    path: &std::path::Path,
+    start: &Instant,
+) -> anyhow::Result<()> {
     report.classifiers.sort_by(|a, b| a.file.cmp(&b.file));
     report.command = std::env::args().collect::<Vec<_>>().join(" ");
     report.machine = unmask::bench_env::machine_summary();
     report.libtorch_threads = tch::get_num_threads();
     report.total_seconds = start.elapsed().as_secs_f64();
-    std::fs::write(&report_path, serde_json::to_string_pretty(&report)? + "\n")?;
-    eprintln!("wrote {} ({:.0} s)", report_path.display(), report.total_seconds);
-    Ok(ExitCode::SUCCESS)
+    report.sum_train_seconds = report.extractor.as_ref().map_or(0.0, |k| k.train_seconds)
+        + report.pretraining.as_ref().map_or(0.0, |p| p.train_seconds)
+        + report
+            .classifiers
+            .iter()
+            .map(|c| c.train_seconds)
+            .sum::<f64>();
+    std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+    Ok(())
 }

@@ -67,7 +67,9 @@ impl Variant {
 pub struct TrainOptions {
     /// Output folder (`models/partsworld`).
     pub out_dir: PathBuf,
-    /// Optimisation steps for each classifier.
+    /// Optimisation steps of the 6-class pre-training of the shared classifier backbone.
+    pub pretrain_steps: usize,
+    /// Optimisation steps fine-tuning each classifier on its class set.
     pub classifier_steps: usize,
     /// Optimisation steps for the part extractor.
     pub extractor_steps: usize,
@@ -87,8 +89,9 @@ impl Default for TrainOptions {
     fn default() -> Self {
         Self {
             out_dir: crate::paths::partsworld_dir(),
-            classifier_steps: 1200,
-            extractor_steps: 3000,
+            pretrain_steps: 1200,
+            classifier_steps: 200,
+            extractor_steps: 2000,
             batch: 64,
             lr: 3e-3,
             eval_images: 1000,
@@ -106,6 +109,8 @@ pub struct ClassifierReport {
     pub classes: Vec<String>,
     pub variant: Variant,
     pub parameters: i64,
+    /// Fine-tuned from the variant's 6-class pre-trained backbone.
+    pub fine_tuned: bool,
     pub steps: usize,
     pub images_seen: usize,
     pub train_seconds: f64,
@@ -158,22 +163,52 @@ pub fn normalise(images: &Tensor) -> Tensor {
 }
 
 fn write_labels(path: &Path, labels: &[String]) -> anyhow::Result<()> {
-    std::fs::write(path, labels.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, labels.join("\n") + "\n")
+        .with_context(|| format!("writing {}", path.display()))
 }
 
-fn image_input(dims_n: i64) -> TensorInfo {
-    TensorInfo {
-        name: "input".into(),
-        id: Some("image".into()),
+/// The modelinfo of a shipped model `<stem>.pt`: a dynamic-batch 64x64 RGB input in `[0,1]`
+/// normalised with [`MEAN`]/[`STD`], one float output `(name, id, dims)`, labels in
+/// `<stem>.labels`, no calibration (a retrained classifier needs `unmask calibrate`).
+fn shipped_info(
+    model_path: &Path,
+    stem: &str,
+    output: (&str, &str, Vec<i64>),
+    role: Role,
+) -> ModelInfo {
+    let tensor = |name: &str, id: &str, dims: Vec<i64>, dir, ranges| TensorInfo {
+        name: name.into(),
+        id: Some(id.into()),
         ty: TensorType::Float32,
-        dims: vec![dims_n, 3, INPUT_SIZE, INPUT_SIZE],
-        dir: Direction::Input,
-        ranges: vec![(0.0, 1.0); 3],
+        dims,
+        dir,
+        ranges,
+    };
+    ModelInfo {
+        path: ModelInfo::sidecar_of(model_path),
+        group_id: format!("unmask-partsworld-{stem}"),
+        input: tensor(
+            "input",
+            "image",
+            vec![-1, 3, INPUT_SIZE, INPUT_SIZE],
+            Direction::Input,
+            vec![(0.0, 1.0); 3],
+        ),
+        output: tensor(output.0, output.1, output.2, Direction::Output, vec![]),
+        role,
+        labels: format!("{stem}.labels").into(),
+        mean: [MEAN; 3],
+        std: [STD; 3],
+        bgr: false,
+        calibration: None,
     }
 }
 
 /// Classes (world indices) of a class set of the world's knowledge base.
-pub fn class_set_indices(kb: &crate::KnowledgeBase, class_set: &str) -> anyhow::Result<(String, Vec<usize>)> {
+pub fn class_set_indices(
+    kb: &crate::KnowledgeBase,
+    class_set: &str,
+) -> anyhow::Result<(String, Vec<usize>)> {
     let set = kb.class_set(class_set)?;
     let indices = set
         .classes
@@ -188,31 +223,44 @@ pub fn class_set_indices(kb: &crate::KnowledgeBase, class_set: &str) -> anyhow::
     Ok((set.name.clone(), indices))
 }
 
-/// Trains one classifier M for a class set, exports it and measures held-out accuracy.
-pub fn train_classifier(class_set: &str, variant: Variant, opts: &TrainOptions) -> anyhow::Result<ClassifierReport> {
-    let kb = world_kb()?;
-    let (set_name, classes) = class_set_indices(&kb, class_set)?;
-    let names: Vec<String> = classes.iter().map(|&c| partsworld::CLASSES[c].to_owned()).collect();
-    let device = Device::Cpu;
-    tch::manual_seed(opts.seed as i64);
-    let mut vs = nn::VarStore::new(device);
-    let config = match variant {
-        Variant::Baseline => ResNetConfig::baseline(classes.len() as i64),
-        Variant::Denoise => ResNetConfig::denoise(classes.len() as i64),
-    };
-    let net = ResNet::new(&vs.root(), &config);
-    let mut opt = nn::AdamW::default().wd(5e-4).build(&vs, opts.lr)?;
+/// What the pre-training of the classifier backbone reached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PretrainReport {
+    pub classes: Vec<String>,
+    pub steps: usize,
+    pub images_seen: usize,
+    pub train_seconds: f64,
+    pub final_train_loss: f64,
+}
+
+fn resnet_config(variant: Variant, classes: usize) -> ResNetConfig {
+    match variant {
+        Variant::Baseline => ResNetConfig::baseline(classes as i64),
+        Variant::Denoise => ResNetConfig::denoise(classes as i64),
+    }
+}
+
+/// Optimises `net` to classify parts-world images of `classes` (world indices; the net's
+/// outputs follow this order) for `steps` steps of the training split.
+#[allow(clippy::too_many_arguments)]
+fn fit_classifier(
+    net: &ResNet,
+    vs: &nn::VarStore,
+    classes: &[usize],
+    variant: Variant,
+    steps: usize,
+    lr: f64,
+    data_seed: u64,
+    name: &str,
+    opts: &TrainOptions,
+) -> anyhow::Result<(f64, f64)> {
+    let device = vs.device();
     let scene_opts = SceneOptions {
-        classes: classes.clone(),
+        classes: classes.to_vec(),
         ..SceneOptions::default()
     };
-    let stream = SampleStream::new(seeds::TRAIN, 0, &scene_opts, INPUT_SIZE as u32, opts.batch, 1);
-    let file_stem = format!("m-{}-{}", set_name.to_ascii_lowercase(), variant.name());
-    let bar = progress_bar(opts.progress, opts.classifier_steps, &file_stem);
-    let start = Instant::now();
-    let mut smoothed = f64::NAN;
-    for (step, samples) in stream.take(opts.classifier_steps).enumerate() {
-        let batch = Batch::from_samples(&samples, device);
+    let stream = SampleStream::new(data_seed, 0, &scene_opts, INPUT_SIZE as u32, opts.batch, 1);
+    optimise(vs, 5e-4, steps, lr, stream, name, opts, |batch| {
         let targets: Vec<i64> = batch
             .world_classes
             .iter()
@@ -223,57 +271,181 @@ pub fn train_classifier(class_set: &str, variant: Variant, opts: &TrainOptions) 
             Variant::Baseline => batch.images,
             Variant::Denoise => augment(&batch.images),
         };
-        opt.set_lr(schedule::warmup_cosine(step, opts.classifier_steps, opts.lr));
-        let loss = net
-            .forward_t(&normalise(&images), true)
-            .cross_entropy_for_logits(&targets);
+        net.forward_t(&normalise(&images), true)
+            .cross_entropy_for_logits(&targets)
+    })
+}
+
+/// Runs `steps` AdamW steps (weight decay `wd`, warm-up/cosine schedule peaking at `lr`) over
+/// batches from `stream`, minimising `loss_of`; shows a progress bar. Returns the seconds
+/// taken and the smoothed final loss.
+#[allow(clippy::too_many_arguments)]
+fn optimise(
+    vs: &nn::VarStore,
+    wd: f64,
+    steps: usize,
+    lr: f64,
+    stream: SampleStream,
+    name: &str,
+    opts: &TrainOptions,
+    mut loss_of: impl FnMut(Batch) -> Tensor,
+) -> anyhow::Result<(f64, f64)> {
+    let mut opt = nn::AdamW::default().wd(wd).build(vs, lr)?;
+    let bar = progress_bar(opts.progress, steps, name);
+    let start = Instant::now();
+    let mut smoothed = f64::NAN;
+    for (step, samples) in stream.take(steps).enumerate() {
+        opt.set_lr(schedule::warmup_cosine(step, steps, lr));
+        let loss = loss_of(Batch::from_samples(&samples, vs.device()));
         opt.backward_step(&loss);
         let l = loss.double_value(&[]);
-        smoothed = if smoothed.is_nan() { l } else { 0.98 * smoothed + 0.02 * l };
+        smoothed = if smoothed.is_nan() {
+            l
+        } else {
+            0.98 * smoothed + 0.02 * l
+        };
         bar.inc(1);
         if step % 20 == 0 {
             bar.set_message(format!("loss {smoothed:.3}"));
         }
+        if !opts.progress && (step + 1) % (steps / 10).max(1) == 0 {
+            eprintln!(
+                "  {name}: step {}/{steps}, loss {smoothed:.3}, {:.0} s",
+                step + 1,
+                start.elapsed().as_secs_f64()
+            );
+        }
     }
     bar.finish_and_clear();
-    let train_seconds = start.elapsed().as_secs_f64();
+    Ok((start.elapsed().as_secs_f64(), smoothed))
+}
+
+/// Pre-trains the baseline classifier on all six parts-world classes — the role ImageNet
+/// pre-training plays in the paper. Every class set's classifier, of either variant, is then
+/// fine-tuned from these weights (the denoising blocks start as the identity).
+pub fn pretrain_backbone(opts: &TrainOptions) -> anyhow::Result<(nn::VarStore, PretrainReport)> {
+    let classes: Vec<usize> = (0..partsworld::CLASSES.len()).collect();
+    tch::manual_seed(opts.seed as i64);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = ResNet::new(&vs.root(), &resnet_config(Variant::Baseline, classes.len()));
+    let (train_seconds, loss) = fit_classifier(
+        &net,
+        &vs,
+        &classes,
+        Variant::Baseline,
+        opts.pretrain_steps,
+        opts.lr,
+        seeds::TRAIN,
+        "pretrain",
+        opts,
+    )?;
+    let report = PretrainReport {
+        classes: partsworld::CLASSES.iter().map(|c| c.to_string()).collect(),
+        steps: opts.pretrain_steps,
+        images_seen: opts.pretrain_steps * opts.batch,
+        train_seconds,
+        final_train_loss: loss,
+    };
+    Ok((vs, report))
+}
+
+/// Copies every variable but the final classification layer from `from` to `to`; the
+/// denoising blocks that only `to` has keep their (identity) initialisation.
+fn copy_backbone(from: &nn::VarStore, to: &nn::VarStore) -> anyhow::Result<usize> {
+    let source = from.variables();
+    let mut copied = 0;
+    tch::no_grad(|| -> anyhow::Result<()> {
+        for (name, mut target) in to.variables() {
+            if name.starts_with("fc.")
+                || (name.contains(".denoise.") && !source.contains_key(&name))
+            {
+                continue;
+            }
+            let src = source
+                .get(&name)
+                .with_context(|| format!("pre-trained backbone lacks {name}"))?;
+            target.f_copy_(src)?;
+            copied += 1;
+        }
+        Ok(())
+    })?;
+    Ok(copied)
+}
+
+/// Trains one classifier M for a class set — fine-tuned from `backbone` when given (see
+/// [`pretrain_backbone`]), from scratch otherwise — exports it through the model contract and
+/// measures its held-out accuracy through the same loading path as user models.
+pub fn train_classifier(
+    class_set: &str,
+    variant: Variant,
+    backbone: Option<&nn::VarStore>,
+    opts: &TrainOptions,
+) -> anyhow::Result<ClassifierReport> {
+    let kb = world_kb()?;
+    let (set_name, classes) = class_set_indices(&kb, class_set)?;
+    let names: Vec<String> = classes
+        .iter()
+        .map(|&c| partsworld::CLASSES[c].to_owned())
+        .collect();
+    let device = Device::Cpu;
+    tch::manual_seed(opts.seed as i64 + 17);
+    let mut vs = nn::VarStore::new(device);
+    let net = ResNet::new(&vs.root(), &resnet_config(variant, classes.len()));
+    let lr = match backbone {
+        Some(pretrained) => {
+            copy_backbone(pretrained, &vs)?;
+            opts.lr / 3.0
+        }
+        None => opts.lr,
+    };
+    let file_stem = format!("m-{}-{}", set_name.to_ascii_lowercase(), variant.name());
+    let data_seed = seeds::TRAIN
+        ^ (set_name
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
+            << 8);
+    let (train_seconds, smoothed) = fit_classifier(
+        &net,
+        &vs,
+        &classes,
+        variant,
+        opts.classifier_steps,
+        lr,
+        data_seed,
+        &file_stem,
+        opts,
+    )?;
 
     std::fs::create_dir_all(&opts.out_dir)?;
     let model_path = opts.out_dir.join(format!("{file_stem}.pt"));
     export_model(&mut vs, &net, &file_stem, &model_path)?;
-    let labels_name = format!("{file_stem}.labels");
-    write_labels(&opts.out_dir.join(&labels_name), &names)?;
-    // Keep an existing calibration (written by `unmask calibrate`) only if it still applies;
-    // a retrained model needs recalibrating, so it is dropped.
-    let info = ModelInfo {
-        path: ModelInfo::sidecar_of(&model_path),
-        group_id: format!("unmask-partsworld-{file_stem}"),
-        input: image_input(-1),
-        output: TensorInfo {
-            name: "logits".into(),
-            id: Some("classification-logits".into()),
-            ty: TensorType::Float32,
-            dims: vec![-1, classes.len() as i64],
-            dir: Direction::Output,
-            ranges: vec![],
-        },
-        role: Role::Classifier,
-        labels: labels_name.into(),
-        mean: [MEAN; 3],
-        std: [STD; 3],
-        bgr: false,
-        calibration: None,
-    };
-    info.save()?;
+    write_labels(&opts.out_dir.join(format!("{file_stem}.labels")), &names)?;
+    shipped_info(
+        &model_path,
+        &file_stem,
+        (
+            "logits",
+            "classification-logits",
+            vec![-1, classes.len() as i64],
+        ),
+        Role::Classifier,
+    )
+    .save()?;
 
     let classifier = Classifier::load(&model_path, device)?;
-    let heldout_accuracy = metrics::classifier_accuracy(&classifier, &classes, opts.eval_images, opts.batch)?;
+    let heldout_accuracy =
+        metrics::classifier_accuracy(&classifier, &classes, opts.eval_images, opts.batch)?;
     Ok(ClassifierReport {
-        file: model_path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+        file: model_path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
         class_set: set_name,
         classes: names,
         variant,
         parameters: parameter_count(&vs),
+        fine_tuned: backbone.is_some(),
         steps: opts.classifier_steps,
         images_seen: opts.classifier_steps * opts.batch,
         train_seconds,
@@ -284,7 +456,12 @@ pub fn train_classifier(class_set: &str, variant: Variant, opts: &TrainOptions) 
 }
 
 /// Exports a trained network (which takes normalised input, as its modelinfo says).
-fn export_model(vs: &mut nn::VarStore, net: &impl ModuleT, name: &str, path: &Path) -> anyhow::Result<()> {
+fn export_model(
+    vs: &mut nn::VarStore,
+    net: &impl ModuleT,
+    name: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
     export_traced(vs, net, name, (INPUT_SIZE, INPUT_SIZE), path)
         .with_context(|| format!("exporting {}", path.display()))
 }
@@ -297,33 +474,30 @@ pub fn train_extractor(opts: &TrainOptions) -> anyhow::Result<ExtractorReport> {
     tch::manual_seed(opts.seed as i64 + 1);
     let mut vs = nn::VarStore::new(device);
     let net = PartSegNet::new(&vs.root(), &SegNetConfig::shipped(parts));
-    let mut opt = nn::AdamW::default().wd(1e-4).build(&vs, opts.lr)?;
     let scene_opts = SceneOptions::default();
     let weights = metrics::part_class_weights(&scene_opts, 512, device);
-    let stream = SampleStream::new(seeds::TRAIN ^ 0xE, 0, &scene_opts, INPUT_SIZE as u32, opts.batch, 1);
-    let bar = progress_bar(opts.progress, opts.extractor_steps, "k-parts");
-    let start = Instant::now();
-    let mut smoothed = f64::NAN;
-    for (step, samples) in stream.take(opts.extractor_steps).enumerate() {
-        let batch = Batch::from_samples(&samples, device);
-        opt.set_lr(schedule::warmup_cosine(step, opts.extractor_steps, opts.lr));
-        let logits = net.forward_t(&normalise(&batch.images), true);
-        let loss = logits.log_softmax(1, Kind::Float).nll_loss_nd(
-            &batch.labels,
-            Some(&weights),
-            tch::Reduction::Mean,
-            -100,
-        );
-        opt.backward_step(&loss);
-        let l = loss.double_value(&[]);
-        smoothed = if smoothed.is_nan() { l } else { 0.98 * smoothed + 0.02 * l };
-        bar.inc(1);
-        if step % 20 == 0 {
-            bar.set_message(format!("loss {smoothed:.3}"));
-        }
-    }
-    bar.finish_and_clear();
-    let train_seconds = start.elapsed().as_secs_f64();
+    let stream = SampleStream::new(
+        seeds::TRAIN ^ 0xE,
+        0,
+        &scene_opts,
+        INPUT_SIZE as u32,
+        opts.batch,
+        1,
+    );
+    let (train_seconds, smoothed) = optimise(
+        &vs,
+        1e-4,
+        opts.extractor_steps,
+        opts.lr,
+        stream,
+        "k-parts",
+        opts,
+        |batch| {
+            net.forward_t(&normalise(&batch.images), true)
+                .log_softmax(1, Kind::Float)
+                .nll_loss_nd(&batch.labels, Some(&weights), tch::Reduction::Mean, -100)
+        },
+    )?;
 
     std::fs::create_dir_all(&opts.out_dir)?;
     let model_path = opts.out_dir.join("k-parts.pt");
@@ -331,39 +505,32 @@ pub fn train_extractor(opts: &TrainOptions) -> anyhow::Result<ExtractorReport> {
     let mut labels = vec!["background".to_owned()];
     labels.extend(partsworld::PARTS.iter().map(|p| p.to_string()));
     write_labels(&opts.out_dir.join("k-parts.labels"), &labels)?;
-    let mut info = ModelInfo {
-        path: ModelInfo::sidecar_of(&model_path),
-        group_id: "unmask-partsworld-k-parts".into(),
-        input: image_input(-1),
-        output: TensorInfo {
-            name: "part_logits".into(),
-            id: Some("segmentation-part-logits".into()),
-            ty: TensorType::Float32,
-            dims: vec![-1, parts + 1, INPUT_SIZE, INPUT_SIZE],
-            dir: Direction::Output,
-            ranges: vec![],
-        },
-        role: Role::PartExtractor(PartOutput::Segmentation {
+    let mut info = shipped_info(
+        &model_path,
+        "k-parts",
+        (
+            "part_logits",
+            "segmentation-part-logits",
+            vec![-1, parts + 1, INPUT_SIZE, INPUT_SIZE],
+        ),
+        Role::PartExtractor(PartOutput::Segmentation {
             min_area: 0.0015,
             min_confidence: 0.5,
         }),
-        labels: "k-parts.labels".into(),
-        mean: [MEAN; 3],
-        std: [STD; 3],
-        bgr: false,
-        calibration: None,
-    };
+    );
     info.save()?;
 
     let mut extractor = PartExtractor::load(&model_path, device)?;
-    let (min_area, min_confidence) = metrics::choose_part_thresholds(&mut extractor, opts.eval_images, opts.batch)?;
+    let (min_area, min_confidence) =
+        metrics::choose_part_thresholds(&mut extractor, opts.eval_images, opts.batch)?;
     info.role = Role::PartExtractor(PartOutput::Segmentation {
         min_area,
         min_confidence,
     });
     info.save()?;
     let extractor = PartExtractor::load(&model_path, device)?;
-    let heldout = metrics::extractor_metrics(&extractor, &world_kb()?, opts.eval_images, opts.batch)?;
+    let heldout =
+        metrics::extractor_metrics(&extractor, &world_kb()?, opts.eval_images, opts.batch)?;
     Ok(ExtractorReport {
         file: "k-parts.pt".into(),
         parameters: parameter_count(&vs),
@@ -383,15 +550,23 @@ pub struct TrainingReport {
     pub command: String,
     pub machine: String,
     pub libtorch_threads: i32,
+    /// Wall time of the run that last wrote the report (it may have trained only some models).
     pub total_seconds: f64,
+    /// Sum of the optimisation times of every model in the report: the time to train the
+    /// whole set (held-out measurements excluded).
+    #[serde(default)]
+    pub sum_train_seconds: f64,
     pub extractor: Option<ExtractorReport>,
+    #[serde(default)]
+    pub pretraining: Option<PretrainReport>,
     pub classifiers: Vec<ClassifierReport>,
 }
 
 impl TrainingReport {
     /// Reads a report.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Ok(serde_json::from_str(&text)?)
     }
 }
