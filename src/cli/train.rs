@@ -69,7 +69,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     });
     let start = Instant::now();
     if wanted(&args.only, "k", false) {
-        eprintln!("training the part extractor K ({} steps)", opts.extractor_steps);
+        eprintln!(
+            "training the part extractor K ({} steps)",
+            opts.extractor_steps
+        );
         let r = train::train_extractor(&opts).context("training the part extractor")?;
         eprintln!(
             "  k-parts: mean image Jaccard {:.3}, mean part IoU {:.3} ({:.0} s)",
@@ -83,9 +86,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             if !wanted(&args.only, &name, true) {
                 continue;
             }
-            eprintln!("training classifier {name} ({} steps)", opts.classifier_steps);
-            let r = train::train_classifier(set, variant, &opts).with_context(|| format!("training {name}"))?;
-            eprintln!("  {name}: held-out accuracy {:.4} ({:.0} s)", r.heldout_accuracy, r.train_seconds);
+            eprintln!(
+                "training classifier {name} ({} steps)",
+                opts.classifier_steps
+            );
+            let r = train::train_classifier(set, variant, &opts)
+                .with_context(|| format!("training {name}"))?;
+            eprintln!(
+                "  {name}: held-out accuracy {:.4} ({:.0} s)",
+                r.heldout_accuracy, r.train_seconds
+            );
             report.classifiers.retain(|c| c.file != r.file);
             report.classifiers.push(r);
         }
@@ -96,6 +106,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     report.libtorch_threads = tch::get_num_threads();
     report.total_seconds = start.elapsed().as_secs_f64();
     std::fs::write(&report_path, serde_json::to_string_pretty(&report)? + "\n")?;
-    eprintln!("wrote {} ({:.0} s)", report_path.display(), report.total_seconds);
+    eprintln!(
+        "wrote {} ({:.0} s)",
+        report_path.display(),
+        report.total_seconds
+    );
     Ok(ExitCode::SUCCESS)
 }

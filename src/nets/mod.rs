@@ -30,9 +30,13 @@ pub fn export_traced(
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     let name = name.as_str();
-    let input = Tensor::rand([2, 3, input_size.0, input_size.1], (Kind::Float, vs.device()));
+    let input = Tensor::rand(
+        [2, 3, input_size.0, input_size.1],
+        (Kind::Float, vs.device()),
+    );
     let mut forward = |inputs: &[Tensor]| vec![net.forward_t(&inputs[0], false)];
-    let module = tch::no_grad(|| CModule::create_by_tracing(name, "forward", &[input], &mut forward))?;
+    let module =
+        tch::no_grad(|| CModule::create_by_tracing(name, "forward", &[input], &mut forward))?;
     let module = if vs.device() == Device::Cpu {
         module
     } else {
@@ -78,7 +82,10 @@ pub(crate) fn conv1x1(p: nn::Path, i: i64, o: i64, stride: i64, bias: bool) -> n
 
 /// Number of trainable parameters in a variable store.
 pub fn parameter_count(vs: &nn::VarStore) -> i64 {
-    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    vs.trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum()
 }
 
 #[cfg(test)]
@@ -167,14 +174,18 @@ mod speed {
         let x = Tensor::rand([64, 3, 64, 64], (Kind::Float, Device::Cpu));
         let t = std::time::Instant::now();
         for _ in 0..5 {
-            tch::no_grad(|| net.forward_t(&x, false));
+            let _ = tch::no_grad(|| net.forward_t(&x, false));
         }
         let infer = 320.0 / t.elapsed().as_secs_f64();
         let mut opt = nn::Adam::default().build(vs, 1e-3).unwrap();
         let t = std::time::Instant::now();
         for _ in 0..3 {
             let out = net.forward_t(&x, true);
-            let loss = if seg { out.mean(Kind::Float) } else { out.sum(Kind::Float) };
+            let loss = if seg {
+                out.mean(Kind::Float)
+            } else {
+                out.sum(Kind::Float)
+            };
             opt.backward_step(&loss);
         }
         let train = 192.0 / t.elapsed().as_secs_f64();
@@ -184,7 +195,10 @@ mod speed {
     #[test]
     #[ignore]
     fn net_speed() {
-        for (name, c) in [("M baseline", ResNetConfig::baseline(5)), ("M denoise", ResNetConfig::denoise(5))] {
+        for (name, c) in [
+            ("M baseline", ResNetConfig::baseline(5)),
+            ("M denoise", ResNetConfig::denoise(5)),
+        ] {
             let vs = nn::VarStore::new(Device::Cpu);
             let net = ResNet::new(&vs.root(), &c);
             measure(name, &net, &vs, false);

@@ -98,9 +98,18 @@ fn upsample_like(x: &Tensor, like: &Tensor) -> Tensor {
 
 impl ModuleT for PartSegNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let e1 = self.enc1.iter().fold(xs.shallow_clone(), |x, l| x.apply_t(l, train));
-        let e2 = self.enc2.iter().fold(e1.shallow_clone(), |x, l| x.apply_t(l, train));
-        let e3 = self.enc3.iter().fold(e2.shallow_clone(), |x, l| x.apply_t(l, train));
+        let e1 = self
+            .enc1
+            .iter()
+            .fold(xs.shallow_clone(), |x, l| x.apply_t(l, train));
+        let e2 = self
+            .enc2
+            .iter()
+            .fold(e1.shallow_clone(), |x, l| x.apply_t(l, train));
+        let e3 = self
+            .enc3
+            .iter()
+            .fold(e2.shallow_clone(), |x, l| x.apply_t(l, train));
         let d2 = Tensor::cat(&[upsample_like(&e3, &e2), e2], 1).apply_t(&self.dec2, train);
         let d1 = Tensor::cat(&[upsample_like(&d2, &e1), e1], 1)
             .apply(&self.reduce1)

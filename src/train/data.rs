@@ -85,7 +85,10 @@ pub fn augment(images: &Tensor) -> Tensor {
     let cy = Tensor::rand([b, 1, 1, 1], opts) * h as f64;
     let cx = Tensor::rand([b, 1, 1, 1], opts) * w as f64;
     let half = (Tensor::rand([b, 1, 1, 1], opts) * 0.6 + 0.4) * (side as f64 / 2.0);
-    let inside = (ys - &cy).abs().le_tensor(&half).logical_and(&(xs - &cx).abs().le_tensor(&half));
+    let inside = (ys - &cy)
+        .abs()
+        .le_tensor(&half)
+        .logical_and(&(xs - &cx).abs().le_tensor(&half));
     let apply = Tensor::rand([b, 1, 1, 1], opts).lt(0.5);
     let mask = inside.logical_and(&apply);
     let fill = Tensor::rand([b, 3, 1, 1], opts);

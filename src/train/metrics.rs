@@ -15,7 +15,12 @@ use crate::partsworld::{self, SampleStream, SceneOptions};
 use crate::similarity::{jaccard, realign};
 
 /// Held-out batches of a split.
-pub fn heldout_batches(seed: u64, opts: &SceneOptions, images: usize, batch: usize) -> impl Iterator<Item = Batch> {
+pub fn heldout_batches(
+    seed: u64,
+    opts: &SceneOptions,
+    images: usize,
+    batch: usize,
+) -> impl Iterator<Item = Batch> {
     let batches = images.div_ceil(batch);
     SampleStream::new(seed, 0, opts, super::INPUT_SIZE as u32, batch, 1)
         .take(batches)
@@ -28,7 +33,12 @@ pub fn heldout_batches(seed: u64, opts: &SceneOptions, images: usize, batch: usi
 
 /// Clean accuracy of a classifier over held-out images of `classes` (world indices, in the
 /// classifier's label order).
-pub fn classifier_accuracy(classifier: &Classifier, classes: &[usize], images: usize, batch: usize) -> anyhow::Result<f64> {
+pub fn classifier_accuracy(
+    classifier: &Classifier,
+    classes: &[usize],
+    images: usize,
+    batch: usize,
+) -> anyhow::Result<f64> {
     let opts = SceneOptions {
         classes: classes.to_vec(),
         ..SceneOptions::default()
@@ -50,7 +60,10 @@ pub fn part_class_weights(opts: &SceneOptions, images: usize, device: Device) ->
     let classes = partsworld::PARTS.len() + 1;
     let mut counts = vec![1.0f64; classes];
     for b in heldout_batches(seeds::TRAIN ^ 0xF, opts, images, 64) {
-        let hist = b.labels.flatten(0, -1).bincount::<Tensor>(None, classes as i64);
+        let hist = b
+            .labels
+            .flatten(0, -1)
+            .bincount::<Tensor>(None, classes as i64);
         let hist = Vec::<f64>::try_from(hist.to_kind(Kind::Double)).unwrap_or_default();
         for (c, h) in hist.iter().enumerate() {
             counts[c] += h;
@@ -75,13 +88,20 @@ fn world_parts_of_channels(extractor: &PartExtractor, kb: &KnowledgeBase) -> Vec
 }
 
 fn to_parts(channels: &PartSet, map: &[Option<usize>]) -> PartSet {
-    channels.iter().filter_map(|c| map.get(c).copied().flatten()).collect()
+    channels
+        .iter()
+        .filter_map(|c| map.get(c).copied().flatten())
+        .collect()
 }
 
 /// Chooses the segmentation thresholds (minimum area fraction, minimum mean confidence) that
 /// maximise the mean image-level Jaccard between found and visible parts on validation data.
 /// Leaves the best setting on `extractor`.
-pub fn choose_part_thresholds(extractor: &mut PartExtractor, images: usize, batch: usize) -> anyhow::Result<(f32, f32)> {
+pub fn choose_part_thresholds(
+    extractor: &mut PartExtractor,
+    images: usize,
+    batch: usize,
+) -> anyhow::Result<(f32, f32)> {
     let kb = KnowledgeBase::load(crate::paths::default_knowledge())?;
     let map = world_parts_of_channels(extractor, &kb);
     let mut outputs = Vec::new();
@@ -136,7 +156,12 @@ pub struct ExtractorMetrics {
 }
 
 /// Measures the extractor on held-out images of all classes.
-pub fn extractor_metrics(extractor: &PartExtractor, kb: &KnowledgeBase, images: usize, batch: usize) -> anyhow::Result<ExtractorMetrics> {
+pub fn extractor_metrics(
+    extractor: &PartExtractor,
+    kb: &KnowledgeBase,
+    images: usize,
+    batch: usize,
+) -> anyhow::Result<ExtractorMetrics> {
     let map = world_parts_of_channels(extractor, kb);
     let channels = extractor.labels().len() as i64;
     let mut inter = vec![0.0f64; channels as usize];
@@ -151,14 +176,27 @@ pub fn extractor_metrics(extractor: &PartExtractor, kb: &KnowledgeBase, images: 
     let mut realign_hits: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut n = 0usize;
     for b in heldout_batches(seeds::EVALUATION, &SceneOptions::default(), images, batch) {
-        let raw = tch::no_grad(|| extractor.raw(&b.images.to_device(extractor.model().device())))?.to_device(Device::Cpu);
+        let raw = tch::no_grad(|| extractor.raw(&b.images.to_device(extractor.model().device())))?
+            .to_device(Device::Cpu);
         let predicted = raw.argmax(1, false);
-        let p1 = predicted.one_hot(channels).sum_dim_intlist([0, 1, 2].as_slice(), false, Kind::Double);
-        let t1 = b.labels.one_hot(channels).sum_dim_intlist([0, 1, 2].as_slice(), false, Kind::Double);
+        let p1 =
+            predicted
+                .one_hot(channels)
+                .sum_dim_intlist([0, 1, 2].as_slice(), false, Kind::Double);
+        let t1 =
+            b.labels
+                .one_hot(channels)
+                .sum_dim_intlist([0, 1, 2].as_slice(), false, Kind::Double);
         let both = predicted
-            .where_self(&predicted.eq_tensor(&b.labels), &Tensor::full_like(&predicted, -1))
+            .where_self(
+                &predicted.eq_tensor(&b.labels),
+                &Tensor::full_like(&predicted, -1),
+            )
             .flatten(0, -1);
-        let both = both.masked_select(&both.ge(0)).bincount::<Tensor>(None, channels).to_kind(Kind::Double);
+        let both = both
+            .masked_select(&both.ge(0))
+            .bincount::<Tensor>(None, channels)
+            .to_kind(Kind::Double);
         let (p1, t1, both) = (
             Vec::<f64>::try_from(p1)?,
             Vec::<f64>::try_from(t1)?,
@@ -168,7 +206,12 @@ pub fn extractor_metrics(extractor: &PartExtractor, kb: &KnowledgeBase, images: 
             inter[c] += both[c];
             union[c] += p1[c] + t1[c] - both[c];
         }
-        for ((found, vis), class) in extractor.decide(&raw).iter().zip(&b.visible).zip(&b.world_classes) {
+        for ((found, vis), class) in extractor
+            .decide(&raw)
+            .iter()
+            .zip(&b.visible)
+            .zip(&b.world_classes)
+        {
             let found = to_parts(found, &map);
             let truth: PartSet = vis.iter().copied().collect();
             let j = jaccard(&found, &truth) as f64;
@@ -200,7 +243,10 @@ pub fn extractor_metrics(extractor: &PartExtractor, kb: &KnowledgeBase, images: 
         mean_part_iou,
         part_iou,
         mean_image_jaccard: jac_sum / n.max(1) as f64,
-        class_image_jaccard: per_class.into_iter().map(|(k, (s, c))| (k, s / c.max(1) as f64)).collect(),
+        class_image_jaccard: per_class
+            .into_iter()
+            .map(|(k, (s, c))| (k, s / c.max(1) as f64))
+            .collect(),
         realignment_accuracy: realign_hits
             .into_iter()
             .map(|(k, (h, t))| (k, h as f64 / t.max(1) as f64))

@@ -158,7 +158,8 @@ pub fn normalise(images: &Tensor) -> Tensor {
 }
 
 fn write_labels(path: &Path, labels: &[String]) -> anyhow::Result<()> {
-    std::fs::write(path, labels.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, labels.join("\n") + "\n")
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn image_input(dims_n: i64) -> TensorInfo {
@@ -173,7 +174,10 @@ fn image_input(dims_n: i64) -> TensorInfo {
 }
 
 /// Classes (world indices) of a class set of the world's knowledge base.
-pub fn class_set_indices(kb: &crate::KnowledgeBase, class_set: &str) -> anyhow::Result<(String, Vec<usize>)> {
+pub fn class_set_indices(
+    kb: &crate::KnowledgeBase,
+    class_set: &str,
+) -> anyhow::Result<(String, Vec<usize>)> {
     let set = kb.class_set(class_set)?;
     let indices = set
         .classes
@@ -189,10 +193,17 @@ pub fn class_set_indices(kb: &crate::KnowledgeBase, class_set: &str) -> anyhow::
 }
 
 /// Trains one classifier M for a class set, exports it and measures held-out accuracy.
-pub fn train_classifier(class_set: &str, variant: Variant, opts: &TrainOptions) -> anyhow::Result<ClassifierReport> {
+pub fn train_classifier(
+    class_set: &str,
+    variant: Variant,
+    opts: &TrainOptions,
+) -> anyhow::Result<ClassifierReport> {
     let kb = world_kb()?;
     let (set_name, classes) = class_set_indices(&kb, class_set)?;
-    let names: Vec<String> = classes.iter().map(|&c| partsworld::CLASSES[c].to_owned()).collect();
+    let names: Vec<String> = classes
+        .iter()
+        .map(|&c| partsworld::CLASSES[c].to_owned())
+        .collect();
     let device = Device::Cpu;
     tch::manual_seed(opts.seed as i64);
     let mut vs = nn::VarStore::new(device);
@@ -206,7 +217,14 @@ pub fn train_classifier(class_set: &str, variant: Variant, opts: &TrainOptions) 
         classes: classes.clone(),
         ..SceneOptions::default()
     };
-    let stream = SampleStream::new(seeds::TRAIN, 0, &scene_opts, INPUT_SIZE as u32, opts.batch, 1);
+    let stream = SampleStream::new(
+        seeds::TRAIN,
+        0,
+        &scene_opts,
+        INPUT_SIZE as u32,
+        opts.batch,
+        1,
+    );
     let file_stem = format!("m-{}-{}", set_name.to_ascii_lowercase(), variant.name());
     let bar = progress_bar(opts.progress, opts.classifier_steps, &file_stem);
     let start = Instant::now();
@@ -223,13 +241,21 @@ pub fn train_classifier(class_set: &str, variant: Variant, opts: &TrainOptions) 
             Variant::Baseline => batch.images,
             Variant::Denoise => augment(&batch.images),
         };
-        opt.set_lr(schedule::warmup_cosine(step, opts.classifier_steps, opts.lr));
+        opt.set_lr(schedule::warmup_cosine(
+            step,
+            opts.classifier_steps,
+            opts.lr,
+        ));
         let loss = net
             .forward_t(&normalise(&images), true)
             .cross_entropy_for_logits(&targets);
         opt.backward_step(&loss);
         let l = loss.double_value(&[]);
-        smoothed = if smoothed.is_nan() { l } else { 0.98 * smoothed + 0.02 * l };
+        smoothed = if smoothed.is_nan() {
+            l
+        } else {
+            0.98 * smoothed + 0.02 * l
+        };
         bar.inc(1);
         if step % 20 == 0 {
             bar.set_message(format!("loss {smoothed:.3}"));
@@ -267,9 +293,14 @@ pub fn train_classifier(class_set: &str, variant: Variant, opts: &TrainOptions) 
     info.save()?;
 
     let classifier = Classifier::load(&model_path, device)?;
-    let heldout_accuracy = metrics::classifier_accuracy(&classifier, &classes, opts.eval_images, opts.batch)?;
+    let heldout_accuracy =
+        metrics::classifier_accuracy(&classifier, &classes, opts.eval_images, opts.batch)?;
     Ok(ClassifierReport {
-        file: model_path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+        file: model_path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
         class_set: set_name,
         classes: names,
         variant,
@@ -284,7 +315,12 @@ pub fn train_classifier(class_set: &str, variant: Variant, opts: &TrainOptions) 
 }
 
 /// Exports a trained network (which takes normalised input, as its modelinfo says).
-fn export_model(vs: &mut nn::VarStore, net: &impl ModuleT, name: &str, path: &Path) -> anyhow::Result<()> {
+fn export_model(
+    vs: &mut nn::VarStore,
+    net: &impl ModuleT,
+    name: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
     export_traced(vs, net, name, (INPUT_SIZE, INPUT_SIZE), path)
         .with_context(|| format!("exporting {}", path.display()))
 }
@@ -300,7 +336,14 @@ pub fn train_extractor(opts: &TrainOptions) -> anyhow::Result<ExtractorReport> {
     let mut opt = nn::AdamW::default().wd(1e-4).build(&vs, opts.lr)?;
     let scene_opts = SceneOptions::default();
     let weights = metrics::part_class_weights(&scene_opts, 512, device);
-    let stream = SampleStream::new(seeds::TRAIN ^ 0xE, 0, &scene_opts, INPUT_SIZE as u32, opts.batch, 1);
+    let stream = SampleStream::new(
+        seeds::TRAIN ^ 0xE,
+        0,
+        &scene_opts,
+        INPUT_SIZE as u32,
+        opts.batch,
+        1,
+    );
     let bar = progress_bar(opts.progress, opts.extractor_steps, "k-parts");
     let start = Instant::now();
     let mut smoothed = f64::NAN;
@@ -316,7 +359,11 @@ pub fn train_extractor(opts: &TrainOptions) -> anyhow::Result<ExtractorReport> {
         );
         opt.backward_step(&loss);
         let l = loss.double_value(&[]);
-        smoothed = if smoothed.is_nan() { l } else { 0.98 * smoothed + 0.02 * l };
+        smoothed = if smoothed.is_nan() {
+            l
+        } else {
+            0.98 * smoothed + 0.02 * l
+        };
         bar.inc(1);
         if step % 20 == 0 {
             bar.set_message(format!("loss {smoothed:.3}"));
@@ -356,14 +403,16 @@ pub fn train_extractor(opts: &TrainOptions) -> anyhow::Result<ExtractorReport> {
     info.save()?;
 
     let mut extractor = PartExtractor::load(&model_path, device)?;
-    let (min_area, min_confidence) = metrics::choose_part_thresholds(&mut extractor, opts.eval_images, opts.batch)?;
+    let (min_area, min_confidence) =
+        metrics::choose_part_thresholds(&mut extractor, opts.eval_images, opts.batch)?;
     info.role = Role::PartExtractor(PartOutput::Segmentation {
         min_area,
         min_confidence,
     });
     info.save()?;
     let extractor = PartExtractor::load(&model_path, device)?;
-    let heldout = metrics::extractor_metrics(&extractor, &world_kb()?, opts.eval_images, opts.batch)?;
+    let heldout =
+        metrics::extractor_metrics(&extractor, &world_kb()?, opts.eval_images, opts.batch)?;
     Ok(ExtractorReport {
         file: "k-parts.pt".into(),
         parameters: parameter_count(&vs),
@@ -391,7 +440,8 @@ pub struct TrainingReport {
 impl TrainingReport {
     /// Reads a report.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Ok(serde_json::from_str(&text)?)
     }
 }
