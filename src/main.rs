@@ -20,6 +20,14 @@ enum Command {
     Synth(cli::synth::SynthArgs),
     /// Train the default parts-world models (reproduces models/partsworld).
     Train(cli::train::TrainArgs),
+    /// Analyse recorded video (a file, a folder of images or a URI) through the unmask
+    /// element: JSON-lines report, summary, annotated copy, comparison with a ground truth.
+    Scan(cli::scan::ScanArgs),
+    /// Monitor a live camera (V4L2, RTSP/HTTP, any GStreamer source): alerts when flagged
+    /// segments start and end, on-screen display, reconnection.
+    Watch(cli::watch::WatchArgs),
+    /// Write adversarial images or a clip with an attacked segment, with its ground truth.
+    Attack(cli::attack::AttackArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,6 +36,9 @@ fn main() -> std::process::ExitCode {
         Command::Info(a) => cli::info::run(a),
         Command::Synth(a) => cli::synth::run(a),
         Command::Train(a) => cli::train::run(a),
+        Command::Scan(a) => cli::scan::run(a),
+        Command::Watch(a) => cli::watch::run(a),
+        Command::Attack(a) => cli::attack::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,9 @@
 //! Subcommands of the `unmask` tool, one module each.
 
+pub mod attack;
+pub mod common;
 pub mod info;
+pub mod scan;
 pub mod synth;
 pub mod train;
+pub mod watch;
