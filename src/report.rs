@@ -404,6 +404,33 @@ impl TruthComparison {
     }
 }
 
+/// Two aligned strips, one character per frame of the ground truth, `width` frames a row:
+/// `attacked` (`#` attacked, `.` clean) and `flagged` (`X` flagged, `.` clean, blank: no
+/// verdict for that frame).
+pub fn timeline(records: &[FrameRecord], truth: &Truth, width: usize) -> Vec<String> {
+    let flags: HashMap<u64, bool> = records.iter().map(|r| (r.frame, r.adversarial)).collect();
+    let width = width.max(10);
+    let mut out = Vec::new();
+    for chunk in truth.truth.chunks(width) {
+        let first = chunk[0].frame;
+        let attacked: String = chunk
+            .iter()
+            .map(|t| if t.attacked { '#' } else { '.' })
+            .collect();
+        let flagged: String = chunk
+            .iter()
+            .map(|t| match flags.get(&t.frame) {
+                Some(true) => 'X',
+                Some(false) => '.',
+                None => ' ',
+            })
+            .collect();
+        out.push(format!("  frames {first:>5}+  attacked {attacked}"));
+        out.push(format!("                flagged  {flagged}"));
+    }
+    out
+}
+
 /// An alert of live monitoring.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -653,6 +680,9 @@ mod tests {
         assert_eq!(c.detection_rate_fooled, Some(0.5));
         assert_eq!(c.false_alarm_rate, Some(0.5));
         assert!(c.lines()[0].contains("33.3%"));
+        let t = timeline(&records, &truth, 80);
+        assert_eq!(t[0], "  frames     0+  attacked ..###.");
+        assert_eq!(t[1], "                flagged  .XX.. ");
     }
 
     #[test]

@@ -206,3 +206,47 @@ fn pipeline_scripts_run_with_the_built_plugin() {
     assert_eq!(out.code, Some(2), "{out}");
     assert!(out.stderr.contains("usage"), "{out}");
 }
+
+#[test]
+fn gst_inspect_describes_the_overlay() {
+    if Command::new("gst-inspect-1.0").arg("--version").output().is_err() {
+        eprintln!("skip: gst-inspect-1.0 is not installed");
+        return;
+    }
+    let env = plugin_env();
+    let out = Ran::new(
+        Command::new("gst-inspect-1.0")
+            .arg("unmaskoverlay")
+            .envs(env.vars.iter().map(|(k, v)| (k, v)))
+            .env("GST_DEBUG", "0")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    for needle in [
+        "Filter/Effect/Video",
+        "UnMask verdict overlay",
+        "GstVideoFilter",
+        "I420",
+        "NV12",
+        "ABGR",
+        "unmaskoverlay draws its verdicts",
+    ] {
+        assert!(out.stdout.contains(needle), "missing {needle:?}:\n{out}");
+    }
+    for prop in [
+        "hold-time",
+        "show-clean",
+        "show-parts",
+        "font-size",
+        "border-width",
+        "alert-color",
+    ] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{prop} "))),
+            "property {prop} not listed:\n{out}"
+        );
+    }
+}

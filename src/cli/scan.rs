@@ -204,7 +204,11 @@ pub fn run(a: ScanArgs) -> anyhow::Result<ExitCode> {
         for l in summary.lines() {
             say(&l);
         }
-        if let Some(c) = &comparison {
+        if let (Some(c), Some(t)) = (&comparison, &truth) {
+            say("attacked frames (ground truth) against flagged frames (verdicts):");
+            for l in unmask::report::timeline(&records, t, 100) {
+                say(&l);
+            }
             say("compared with the ground truth:");
             for l in c.lines() {
                 say(&format!("  {l}"));

@@ -134,17 +134,19 @@ fn percent(p: f32) -> String {
     format!("{:.0}%", (p * 100.0).clamp(0.0, 100.0))
 }
 
-/// The lines of the bottom panel.
-fn panel_lines(v: &Verdict, show_parts: bool) -> (String, String) {
+/// The lines of the bottom panel: for the first, candidates from the most to the least
+/// explicit (the first that fits is drawn).
+fn panel_lines(v: &Verdict, show_parts: bool) -> (Vec<String>, String) {
+    let (p, c) = (&v.predicted, percent(v.confidence));
     let first = if v.adversarial {
-        format!(
-            "M: {} {}  \u{2192}  corrected: {}",
-            v.predicted,
-            percent(v.confidence),
-            v.corrected
-        )
+        let k = &v.corrected;
+        vec![
+            format!("M: {p} {c}  \u{2192}  corrected: {k}"),
+            format!("M: {p} {c} \u{2192} {k}"),
+            format!("{p} \u{2192} {k}"),
+        ]
     } else {
-        format!("OK  {} {}", v.predicted, percent(v.confidence))
+        vec![format!("OK  {p} {c}"), format!("OK {p}")]
     };
     let relation = if v.adversarial { "<" } else { "\u{2265}" };
     let mut second = format!(
@@ -203,10 +205,14 @@ pub fn draw(verdict: &Verdict, width: u32, height: u32, style: &Style) -> Option
         [170, 255, 180, 255]
     };
     let baseline = |i: f32| panel_y + pad + i * line + bold.ascent(size) * 0.95;
+    let first = first
+        .iter()
+        .find(|l| bold.width(l, size) <= max_text)
+        .unwrap_or(&first[first.len() - 1]);
     text(
         &mut pixmap,
         bold,
-        &bold.fit(&first, size, max_text),
+        &bold.fit(first, size, max_text),
         size,
         x,
         baseline(0.0),
@@ -375,11 +381,12 @@ mod tests {
     #[test]
     fn panel_text_says_what_happened() {
         let (a, b) = panel_lines(&verdict(true), true);
-        assert_eq!(a, "M: dog 87%  \u{2192}  corrected: car");
+        assert_eq!(a[0], "M: dog 87%  \u{2192}  corrected: car");
+        assert_eq!(a[2], "dog \u{2192} car");
         assert!(b.starts_with("similarity 0.00 < 0.50"), "{b}");
         assert!(b.ends_with("parts: wheel, door"), "{b}");
         let (a, b) = panel_lines(&verdict(false), false);
-        assert_eq!(a, "OK  dog 87%");
+        assert_eq!(a[0], "OK  dog 87%");
         assert_eq!(b, "similarity 0.80 \u{2265} 0.50");
     }
 }
