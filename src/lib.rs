@@ -8,6 +8,7 @@
 
 pub mod attack;
 pub mod bench_env;
+pub mod clip;
 pub mod detector;
 pub mod device;
 pub mod elements;
@@ -22,6 +23,7 @@ pub mod partset;
 pub mod partsworld;
 pub mod paths;
 pub mod preprocess;
+pub mod report;
 pub mod similarity;
 pub mod testing;
 pub mod train;

@@ -25,6 +25,14 @@ enum Command {
     Calibrate(cli::calibrate::CalibrateArgs),
     /// Evaluate detection and defense under attack; writes the paper-style tables.
     Eval(cli::eval::EvalArgs),
+    /// Analyse recorded video (a file, a folder of images or a URI) through the unmask
+    /// element: JSON-lines report, summary, annotated copy, comparison with a ground truth.
+    Scan(cli::scan::ScanArgs),
+    /// Monitor a live camera (V4L2, RTSP/HTTP, any GStreamer source): alerts when flagged
+    /// segments start and end, on-screen display, reconnection.
+    Watch(cli::watch::WatchArgs),
+    /// Write adversarial images or a clip with an attacked segment, with its ground truth.
+    Attack(cli::attack::AttackArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +43,9 @@ fn main() -> std::process::ExitCode {
         Command::Train(a) => cli::train::run(a),
         Command::Calibrate(a) => cli::calibrate::run(a),
         Command::Eval(a) => cli::eval::run(a),
+        Command::Scan(a) => cli::scan::run(a),
+        Command::Watch(a) => cli::watch::run(a),
+        Command::Attack(a) => cli::attack::run(a),
     };
     match result {
         Ok(code) => code,

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use gst::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use unmask::partsworld::{
@@ -287,51 +286,11 @@ fn write_json(path: &Path, v: &serde_json::Value) -> anyhow::Result<()> {
 }
 
 fn video(a: &SynthArgs, opts: &SceneOptions, path: &Path) -> anyhow::Result<()> {
-    gst::init().context("initialise GStreamer")?;
     let script = partsworld::video_scenes(a.seed, opts, a.seconds, a.scene_seconds);
     let fps = a.fps.max(1);
     let frames = (a.seconds * fps as f32).round().max(1.0) as u64;
     let (w, h) = (a.width, a.height);
-
-    let pipeline = gst::Pipeline::new();
-    let caps = gst::Caps::builder("video/x-raw")
-        .field("format", "RGB")
-        .field("width", w as i32)
-        .field("height", h as i32)
-        .field("framerate", gst::Fraction::new(fps as i32, 1))
-        .build();
-    let src = gst_app::AppSrc::builder()
-        .caps(&caps)
-        .format(gst::Format::Time)
-        .block(true)
-        .build();
-    let make = |name: &str| {
-        gst::ElementFactory::make(name)
-            .build()
-            .with_context(|| format!("GStreamer element {name} is missing"))
-    };
-    let convert = make("videoconvert")?;
-    // FFV1 takes BGRx losslessly; without this videoconvert would pick subsampled I420.
-    let lossless = gst::ElementFactory::make("capsfilter")
-        .property(
-            "caps",
-            gst::Caps::builder("video/x-raw")
-                .field("format", "BGRx")
-                .build(),
-        )
-        .build()
-        .context("GStreamer element capsfilter is missing")?;
-    let encoder = make("avenc_ffv1")?;
-    let mux = make("matroskamux")?;
-    let sink = make("filesink")?;
-    sink.set_property("location", path.to_string_lossy().to_string());
-    let chain = [src.upcast_ref(), &convert, &lossless, &encoder, &mux, &sink];
-    pipeline.add_many(chain)?;
-    gst::Element::link_many(chain)?;
-    pipeline
-        .set_state(gst::State::Playing)
-        .context("start the video pipeline")?;
-
+    let mut writer = unmask::clip::ClipWriter::create(path, w, h, fps)?;
     let pb = progress(frames);
     let mut timeline = Vec::new();
     let mut last_scene = usize::MAX;
@@ -350,53 +309,11 @@ fn video(a: &SynthArgs, opts: &SceneOptions, path: &Path) -> anyhow::Result<()> 
             }));
             last_scene = i;
         }
-        let frame = script.render(t, w, h);
-        // GStreamer's packed RGB rows are padded to a multiple of 4 bytes.
-        let stride = (3 * w as usize).div_ceil(4) * 4;
-        let data = if stride == 3 * w as usize {
-            frame.rgb
-        } else {
-            let mut d = vec![0u8; stride * h as usize];
-            for (dst, src) in d
-                .chunks_exact_mut(stride)
-                .zip(frame.rgb.chunks_exact(3 * w as usize))
-            {
-                dst[..src.len()].copy_from_slice(src);
-            }
-            d
-        };
-        let mut buffer = gst::Buffer::from_mut_slice(data);
-        {
-            let b = buffer.get_mut().expect("new buffer is writable");
-            b.set_pts(gst::ClockTime::from_nseconds(
-                f * 1_000_000_000 / fps as u64,
-            ));
-            b.set_duration(gst::ClockTime::from_nseconds(1_000_000_000 / fps as u64));
-        }
-        src.push_buffer(buffer)
-            .map_err(|e| anyhow::anyhow!("push frame {f}: {e:?}"))?;
+        writer.push_rgb(&script.render(t, w, h).rgb)?;
         pb.inc(1);
     }
     pb.finish_and_clear();
-    src.end_of_stream()
-        .map_err(|e| anyhow::anyhow!("end of stream: {e:?}"))?;
-    let bus = pipeline.bus().context("pipeline bus")?;
-    let mut error = None;
-    for msg in bus.iter_timed(gst::ClockTime::NONE) {
-        use gst::MessageView;
-        match msg.view() {
-            MessageView::Eos(..) => break,
-            MessageView::Error(e) => {
-                error = Some(format!("{} ({:?})", e.error(), e.debug()));
-                break;
-            }
-            _ => {}
-        }
-    }
-    pipeline.set_state(gst::State::Null)?;
-    if let Some(e) = error {
-        bail!("video pipeline: {e}");
-    }
+    writer.finish().context("video pipeline")?;
     let gt_path = PathBuf::from(format!("{}.json", path.display()));
     write_json(
         &gt_path,

@@ -3,6 +3,7 @@
 use gst::glib;
 
 pub mod unmask;
+pub mod unmaskoverlay;
 
 /// Registers all elements, with `plugin` or statically (for applications) when `None`.
 ///
@@ -15,5 +16,6 @@ pub fn register(plugin: Option<&gst::Plugin>) -> Result<(), glib::BoolError> {
     if let Some(file) = plugin.and_then(|p| p.filename()) {
         crate::paths::set_plugin_file(file);
     }
-    unmask::register(plugin)
+    unmask::register(plugin)?;
+    unmaskoverlay::register(plugin)
 }

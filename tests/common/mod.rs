@@ -445,3 +445,84 @@ fn build_plugin_if_stale(target: &Path, so: &Path) {
         assert!(status.success(), "cargo build -p gst-plugin-unmask failed");
     }
 }
+
+/// Writes a lossless clip (Matroska/FFV1) of tiny scenes: each `(scene, frames)` in turn.
+pub fn write_tiny_clip(
+    path: &Path,
+    scenes: &[(TinyScene, u64)],
+    width: u32,
+    height: u32,
+    fps: u32,
+) -> u64 {
+    let mut w = unmask::clip::ClipWriter::create(path, width, height, fps).expect("clip");
+    for &(scene, n) in scenes {
+        let rgb = tiny_scene(scene, width as usize, height as usize);
+        for _ in 0..n {
+            w.push_rgb(&rgb).expect("push frame");
+        }
+    }
+    w.finish().expect("finish clip")
+}
+
+/// The `unmask` command line tool built with these tests.
+pub fn unmask_cli() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_unmask"));
+    c.env("GST_DEBUG", "0")
+        .env_remove(unmask::paths::MODELS_DIR_ENV)
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// `--classifier … --extractor … --knowledge …` for the tiny models, on one CPU thread.
+pub fn tiny_cli_args(models: &TinyModels) -> Vec<String> {
+    vec![
+        "--classifier".into(),
+        models.classifier.display().to_string(),
+        "--extractor".into(),
+        models.extractor.display().to_string(),
+        "--knowledge".into(),
+        models.knowledge.display().to_string(),
+        "--device".into(),
+        "cpu".into(),
+        "--threads".into(),
+        "1".into(),
+        "--scaling".into(),
+        "stretch".into(),
+    ]
+}
+
+/// Output of a finished command, with stdout and stderr as text.
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn new(out: std::process::Output) -> Self {
+        Self {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Reads a JSON-lines file.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
