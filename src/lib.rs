@@ -7,10 +7,12 @@
 //! on GStreamer buffers and [`elements`] holds the GStreamer elements.
 
 pub mod attack;
+pub mod bench;
 pub mod bench_env;
 pub mod detector;
 pub mod device;
 pub mod elements;
+pub mod engine;
 pub mod gstlog;
 pub mod knowledge;
 pub mod meta;

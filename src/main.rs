@@ -20,6 +20,8 @@ enum Command {
     Synth(cli::synth::SynthArgs),
     /// Train the default parts-world models (reproduces models/partsworld).
     Train(cli::train::TrainArgs),
+    /// Measure throughput: models alone, the element, the PyTorch reference, streams, live.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,6 +30,7 @@ fn main() -> std::process::ExitCode {
         Command::Info(a) => cli::info::run(a),
         Command::Synth(a) => cli::synth::run(a),
         Command::Train(a) => cli::train::run(a),
+        Command::Bench(a) => cli::bench::run(a),
     };
     match result {
         Ok(code) => code,
