@@ -524,16 +524,26 @@ fn run_sync(
     });
     let pool = set.frames.len();
     let verdicts = Arc::new(Mutex::new(vec![None; pool]));
+    // Each element's stats when the timed window starts (its own warm-up frames excluded).
+    let at_start = Arc::new(Mutex::new(vec![None::<gst::Structure>; streams]));
+    let own_skip = (2 * batch).max(8) as u64;
     for s in 0..streams {
         let sink = pipeline.by_name(&format!("sink{s}")).expect("sink");
         let pad = sink.static_pad("sink").expect("sink pad");
+        let unmask = pipeline.by_name(&format!("u{s}")).expect("unmask");
         let counter = counter.clone();
         let verdicts = verdicts.clone();
+        let at_start = at_start.clone();
         let first = s == 0;
         let frame = gst::ClockTime::SECOND / set.caps_fps as u64;
+        let seen = AtomicU64::new(0);
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             if let Some(buffer) = info.buffer() {
                 counter.tick();
+                if seen.fetch_add(1, Ordering::SeqCst) + 1 == own_skip {
+                    at_start.lock().expect("stats")[s] =
+                        Some(unmask.property::<gst::Structure>("stats"));
+                }
                 if first {
                     let i = buffer.pts().map_or(usize::MAX, |p| (p / frame) as usize);
                     if i < pool {
@@ -578,6 +588,7 @@ fn run_sync(
                 .property::<gst::Structure>("stats")
         })
         .collect();
+    let at_start = at_start.lock().expect("stats").clone();
     pipeline.set_state(gst::State::Null)?;
     for f in feeders {
         let _ = f.join();
@@ -587,6 +598,15 @@ fn run_sync(
         .iter()
         .map(|s| s.get::<u64>("frames-analysed").unwrap_or(0))
         .sum();
+    // Counters over the timed window only.
+    let stats = stats
+        .iter()
+        .zip(at_start)
+        .map(|(end, start)| match start {
+            Some(start) => stats_delta(end, &start),
+            None => end.clone(),
+        })
+        .collect();
     let _ = before;
     let verdicts = verdicts.lock().expect("verdicts").clone();
     Ok(SyncRun {
@@ -597,6 +617,17 @@ fn run_sync(
         cuda_mib,
         analysed,
     })
+}
+
+/// `end - start` for every unsigned counter of an element's `stats`.
+fn stats_delta(end: &gst::Structure, start: &gst::Structure) -> gst::Structure {
+    let mut out = end.clone();
+    for (name, value) in end.iter() {
+        if let (Ok(e), Ok(s)) = (value.get::<u64>(), start.get::<u64>(name)) {
+            out.set(name, e.saturating_sub(s));
+        }
+    }
+    out
 }
 
 fn stat_ns(s: &gst::Structure, field: &str) -> f64 {

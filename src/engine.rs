@@ -569,7 +569,11 @@ impl Worker {
             match r
                 .frames
                 .iter()
-                .map(|f| f.frame())
+                .map(|f| {
+                    let frame = f.frame()?;
+                    frame.validate().map_err(|e| e.to_string())?;
+                    Ok(frame)
+                })
                 .collect::<Result<Vec<_>, _>>()
             {
                 Ok(fs) => {
