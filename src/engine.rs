@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
-use tch::Device;
+use tch::{Device, Tensor};
 
 use crate::detector::{Detector, DetectorConfig, DetectorError, FALLBACK_THRESHOLD};
 use crate::device::{device_name, parse_device};
@@ -83,7 +83,8 @@ impl Analysis {
     }
 }
 
-/// Time spent per stage, summed over frames or batches.
+/// Time spent per stage, summed over frames or batches (thread time: stages that run on
+/// several threads at once count once per thread).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct StageTimes {
     /// Waiting in the engine's queue (per request, summed).
@@ -96,6 +97,16 @@ pub struct StageTimes {
     pub extractor: Duration,
     /// Parts from K's output (segmentation statistics, copy back).
     pub parts: Duration,
+}
+
+impl StageTimes {
+    fn add(&mut self, o: &StageTimes) {
+        self.queue += o.queue;
+        self.preprocess += o.preprocess;
+        self.classifier += o.classifier;
+        self.extractor += o.extractor;
+        self.parts += o.parts;
+    }
 }
 
 /// What one request's answer carries besides the results.
@@ -190,7 +201,9 @@ pub const CANCELLED: &str = "cancelled";
 /// How an engine runs (besides the detector configuration).
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// libtorch intra-op threads of the worker (CPU); 0: one per available core.
+    /// Threads of one forward pass on the CPU (0: one per available core). A batch of at
+    /// least this many frames is split between them; a smaller one runs M and K side by
+    /// side. Each thread uses one libtorch intra-op thread.
     pub threads: usize,
     /// The largest batch this user submits (raises the engine's batch cap if larger).
     pub batch: usize,
@@ -348,11 +361,12 @@ impl Engine {
         shared: bool,
     ) -> Result<Self, DetectorError> {
         let threads = key.threads;
-        if threads > 0 {
-            // Loading runs probe forward passes: use the engine's thread count here too.
-            tch::set_num_threads(threads as i32);
-        }
-        let detector = Detector::load(config)?;
+        // Loading runs probe forward passes: one intra-op thread, as the engine's threads.
+        let caller_threads = tch::get_num_threads();
+        tch::set_num_threads(1);
+        let detector = Detector::load(config);
+        tch::set_num_threads(caller_threads);
+        let detector = detector?;
         let kb = Arc::new(detector.knowledge().clone());
         let calibrated_threshold = detector
             .classifier()
@@ -509,9 +523,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 impl Worker {
     fn run(self, jobs: Receiver<Request>) {
-        if self.threads > 0 {
-            tch::set_num_threads(self.threads as i32);
-        }
+        tch::set_num_threads(1);
         // Inference only: no autograd bookkeeping on this thread.
         let _no_grad = tch::no_grad_guard();
         while let Ok(first) = jobs.recv() {
@@ -671,7 +683,124 @@ impl Worker {
         frames: &[Frame<'_>],
         stages: &mut StageTimes,
     ) -> Result<Vec<Analysis>, String> {
-        let d = &self.detector;
+        let d = SharedDetector(&self.detector);
+        let width = self.threads.max(1);
+        if width == 1 || self.detector.device() != Device::Cpu || frames.is_empty() {
+            return d.analyse(frames, stages);
+        }
+        if frames.len() >= width {
+            // Data parallel: each thread analyses its share of the frames.
+            let per = frames.len().div_ceil(width);
+            let jobs: Vec<_> = frames
+                .chunks(per)
+                .map(|chunk| {
+                    move || {
+                        let mut st = StageTimes::default();
+                        let r = d.analyse(chunk, &mut st);
+                        (r, st)
+                    }
+                })
+                .collect();
+            let mut out = Vec::with_capacity(frames.len());
+            for (r, st) in fork_join(jobs) {
+                stages.add(&st);
+                out.extend(r?);
+            }
+            return Ok(out);
+        }
+        // Fewer frames than threads: pre-process here, then M and K side by side.
+        let t0 = Instant::now();
+        let (m_images, k_images) = self
+            .detector
+            .frames_to_images(frames)
+            .map_err(|e| e.to_string())?;
+        let k_images = k_images.unwrap_or_else(|| m_images.shallow_clone());
+        stages.preprocess += t0.elapsed();
+        let m_job = move || {
+            let t = Instant::now();
+            let r = d.predict(&m_images).map(Either::M);
+            (r, t.elapsed(), Duration::ZERO)
+        };
+        let k_job = move || {
+            let t = Instant::now();
+            let out = match d.raw_parts(&k_images) {
+                Ok(out) => out,
+                Err(e) => return (Err(e), t.elapsed(), Duration::ZERO),
+            };
+            let t1 = Instant::now();
+            let parts = d.parts(&out);
+            (Ok(Either::K(parts)), t1 - t, t1.elapsed())
+        };
+        let jobs: Vec<Box<dyn FnOnce() -> _ + Send + '_>> = vec![Box::new(m_job), Box::new(k_job)];
+        let mut predictions = Vec::new();
+        let mut parts = Vec::new();
+        for (r, forward, after) in fork_join(jobs) {
+            match r? {
+                Either::M(p) => {
+                    predictions = p;
+                    stages.classifier += forward;
+                }
+                Either::K(p) => {
+                    parts = p;
+                    stages.extractor += forward;
+                    stages.parts += after;
+                }
+            }
+        }
+        Ok(zip_analyses(predictions, parts))
+    }
+}
+
+enum Either {
+    M(Vec<(usize, f32)>),
+    K(Vec<PartSet>),
+}
+
+fn zip_analyses(predictions: Vec<(usize, f32)>, parts: Vec<PartSet>) -> Vec<Analysis> {
+    predictions
+        .into_iter()
+        .zip(parts)
+        .map(|((class, confidence), parts)| Analysis {
+            class,
+            confidence,
+            parts,
+        })
+        .collect()
+}
+
+/// A detector borrowed by the threads of one forward pass.
+#[derive(Clone, Copy)]
+struct SharedDetector<'a>(&'a Detector);
+
+// SAFETY: the threads only read the detector. TorchScript forward passes on one module may
+// run concurrently, and the tensors the detector holds (normalisation constants) are only
+// read, never modified; libtorch's reference counts are atomic.
+unsafe impl Send for SharedDetector<'_> {}
+unsafe impl Sync for SharedDetector<'_> {}
+
+impl SharedDetector<'_> {
+    fn predict(&self, images: &Tensor) -> Result<Vec<(usize, f32)>, String> {
+        self.0
+            .classifier()
+            .predict(images)
+            .map_err(|e| e.to_string())
+    }
+
+    fn raw_parts(&self, images: &Tensor) -> Result<Tensor, String> {
+        self.0.extractor().raw(images).map_err(|e| e.to_string())
+    }
+
+    fn parts(&self, out: &Tensor) -> Vec<PartSet> {
+        self.0.parts_from_channels(&self.0.extractor().decide(out))
+    }
+
+    /// Everything on the current thread, stage by stage.
+    fn analyse(
+        &self,
+        frames: &[Frame<'_>],
+        stages: &mut StageTimes,
+    ) -> Result<Vec<Analysis>, String> {
+        let d = self.0;
         let sync = |device: Device| {
             if let Device::Cuda(i) = device {
                 tch::Cuda::synchronize(i as i64);
@@ -681,31 +810,50 @@ impl Worker {
         let (m_images, k_images) = d.frames_to_images(frames).map_err(|e| e.to_string())?;
         sync(d.device());
         let t1 = Instant::now();
-        let predictions = d
-            .classifier()
-            .predict(&m_images)
-            .map_err(|e| e.to_string())?;
+        let predictions = self.predict(&m_images)?;
         let t2 = Instant::now();
-        let out = d
-            .extractor()
-            .raw(k_images.as_ref().unwrap_or(&m_images))
-            .map_err(|e| e.to_string())?;
+        let out = self.raw_parts(k_images.as_ref().unwrap_or(&m_images))?;
         sync(d.device());
         let t3 = Instant::now();
-        let parts = d.parts_from_channels(&d.extractor().decide(&out));
+        let parts = self.parts(&out);
         let t4 = Instant::now();
         stages.preprocess += t1 - t0;
         stages.classifier += t2 - t1;
         stages.extractor += t3 - t2;
         stages.parts += t4 - t3;
-        Ok(predictions
-            .into_iter()
-            .zip(parts)
-            .map(|((class, confidence), parts)| Analysis {
-                class,
-                confidence,
-                parts,
-            })
-            .collect())
+        Ok(zip_analyses(predictions, parts))
     }
+}
+
+/// Runs `jobs` at the same time, the first on the current thread and each other on a thread
+/// of its own, every one with a single libtorch intra-op thread and without autograd; returns
+/// their results in order.
+///
+/// Parallelism at the level of whole forward passes (or whole batches): no fine-grained
+/// barriers between threads, so a core taken by another process slows one job down instead
+/// of stalling every operator of every job (which is what libtorch's OpenMP intra-op
+/// parallelism does on a busy machine).
+pub fn fork_join<'a, R: Send + 'a>(jobs: Vec<impl FnOnce() -> R + Send + 'a>) -> Vec<R> {
+    let mut jobs = jobs.into_iter();
+    let Some(first) = jobs.next() else {
+        return Vec::new();
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .map(|job| {
+                scope.spawn(move || {
+                    tch::set_num_threads(1);
+                    let _no_grad = tch::no_grad_guard();
+                    job()
+                })
+            })
+            .collect();
+        let mut out = vec![first()];
+        out.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+        );
+        out
+    })
 }

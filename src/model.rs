@@ -397,11 +397,22 @@ impl PartExtractor {
                 min_area,
                 min_confidence,
             } => {
-                // Per pixel: the winning channel and its softmax probability; per image and
-                // channel: the pixel count and the summed probability (two bincounts over
-                // `image * channels + channel`, instead of one-hot maps).
-                let probs = out.softmax(1, Kind::Float);
-                let (conf, arg) = probs.max_dim(1, false); // [N,h,w]
+                // Per pixel: the winning channel (the first maximum, like `max_dim`) and its
+                // softmax probability `1 / sum(exp(x - max))`; per image and channel: the
+                // pixel count and the summed probability (two bincounts over
+                // `image * channels + channel`). Index-tracking reductions over the channel
+                // axis (`max_dim`, `argmax`) and one-hot maps are several times slower.
+                let out = out.to_kind(Kind::Float);
+                let max = out.amax([1].as_slice(), true); // [N,1,h,w]
+                let conf = (&out - &max)
+                    .exp_()
+                    .sum_dim_intlist([1].as_slice(), false, Kind::Float)
+                    .reciprocal_(); // [N,h,w]
+                let rank = Tensor::arange_start_step(channels, 0, -1, (Kind::Float, out.device()))
+                    .view([1, channels, 1, 1]);
+                let first =
+                    (out.eq_tensor(&max).to_kind(Kind::Float) * rank).amax([1].as_slice(), false); // channels - index of the first maximum
+                let arg = (first.neg() + channels as f64).to_kind(Kind::Int64);
                 let pixels = (out.size()[2] * out.size()[3]) as f64;
                 let image = Tensor::arange(n, (Kind::Int64, out.device())) * channels;
                 let index = (arg + image.view([n, 1, 1])).flatten(0, -1);
