@@ -7,11 +7,13 @@
 //! on GStreamer buffers and [`elements`] holds the GStreamer elements.
 
 pub mod attack;
+pub mod bench;
 pub mod bench_env;
 pub mod clip;
 pub mod detector;
 pub mod device;
 pub mod elements;
+pub mod engine;
 pub mod eval;
 pub mod gstlog;
 pub mod knowledge;

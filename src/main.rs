@@ -33,6 +33,8 @@ enum Command {
     Watch(cli::watch::WatchArgs),
     /// Write adversarial images or a clip with an attacked segment, with its ground truth.
     Attack(cli::attack::AttackArgs),
+    /// Measure throughput: models alone, the element, the PyTorch reference, streams, live.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Scan(a) => cli::scan::run(a),
         Command::Watch(a) => cli::watch::run(a),
         Command::Attack(a) => cli::attack::run(a),
+        Command::Bench(a) => cli::bench::run(a),
     };
     match result {
         Ok(code) => code,

@@ -243,6 +243,16 @@ impl Model {
         self.module.forward_ts(&[x]).map_err(|e| e.to_string())
     }
 
+    /// The TorchScript module (thread-safe: forward passes may run on several threads).
+    pub fn module(&self) -> &CModule {
+        &self.module
+    }
+
+    /// Forward pass on an input already prepared by [`Self::prepare`].
+    pub fn forward_prepared(&self, input: &Tensor) -> Result<Tensor, String> {
+        self.module.forward_ts(&[input]).map_err(|e| e.to_string())
+    }
+
     fn forward_checked(&self, images: &Tensor) -> Result<Tensor, ModelError> {
         self.forward_images(images)
             .map_err(|reason| ModelError::Inference {
@@ -382,30 +392,53 @@ impl PartExtractor {
     pub fn decide(&self, out: &Tensor) -> Vec<PartSet> {
         let n = out.size()[0];
         let channels = out.size()[1];
-        let found = match self.output {
+        let flags = match self.output {
             PartOutput::Segmentation {
                 min_area,
                 min_confidence,
             } => {
-                let probs = out.softmax(1, Kind::Float);
-                let (conf, arg) = probs.max_dim(1, false); // [N,h,w]
-                let onehot = arg.one_hot(channels).to_kind(Kind::Float); // [N,h,w,C]
+                // Per pixel: the winning channel (the first maximum, like `max_dim`) and its
+                // softmax probability `1 / sum(exp(x - max))`; per image and channel: the
+                // pixel count and the summed probability (two bincounts over
+                // `image * channels + channel`). Index-tracking reductions over the channel
+                // axis (`max_dim`, `argmax`) and one-hot maps are several times slower.
+                let out = out.to_kind(Kind::Float);
+                let max = out.amax([1].as_slice(), true); // [N,1,h,w]
+                let conf = (&out - &max)
+                    .exp_()
+                    .sum_dim_intlist([1].as_slice(), false, Kind::Float)
+                    .reciprocal_(); // [N,h,w]
+                let rank = Tensor::arange_start_step(channels, 0, -1, (Kind::Float, out.device()))
+                    .view([1, channels, 1, 1]);
+                let first =
+                    (out.eq_tensor(&max).to_kind(Kind::Float) * rank).amax([1].as_slice(), false); // channels - index of the first maximum
+                let arg = (first.neg() + channels as f64).to_kind(Kind::Int64);
                 let pixels = (out.size()[2] * out.size()[3]) as f64;
-                let area = onehot.sum_dim_intlist([1, 2].as_slice(), false, Kind::Float); // [N,C]
-                let conf_sum = (onehot * conf.unsqueeze(-1)).sum_dim_intlist(
-                    [1, 2].as_slice(),
-                    false,
-                    Kind::Float,
-                );
-                let mean_conf = &conf_sum / area.clamp_min(1.0);
-                area.ge(min_area as f64 * pixels)
-                    .logical_and(&area.gt(0.0))
-                    .logical_and(&mean_conf.ge(min_confidence as f64))
+                let image = Tensor::arange(n, (Kind::Int64, out.device())) * channels;
+                let index = (arg + image.view([n, 1, 1])).flatten(0, -1);
+                let bins = n * channels;
+                let area = index.bincount::<Tensor>(None, bins);
+                let conf_sum =
+                    index.bincount(Some(conf.flatten(0, -1).to_kind(Kind::Double)), bins);
+                let area = Vec::<i64>::try_from(area.to_device(Device::Cpu)).unwrap_or_default();
+                let conf_sum =
+                    Vec::<f64>::try_from(conf_sum.to_device(Device::Cpu)).unwrap_or_default();
+                // Comparisons in float32, like the tensor comparisons they replace.
+                let min_pixels = (min_area as f64 * pixels) as f32;
+                area.iter()
+                    .zip(&conf_sum)
+                    .map(|(&a, &s)| {
+                        let mean = s as f32 / a.max(1) as f32;
+                        a > 0 && a as f32 >= min_pixels && mean >= min_confidence
+                    })
+                    .collect()
             }
-            PartOutput::MultiLabel { threshold } => out.sigmoid().ge(threshold as f64),
+            PartOutput::MultiLabel { threshold } => {
+                let found = out.sigmoid().ge(threshold as f64);
+                Vec::<bool>::try_from(found.to_device(Device::Cpu).flatten(0, -1))
+                    .unwrap_or_default()
+            }
         };
-        let flags =
-            Vec::<bool>::try_from(found.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default();
         let skip = matches!(self.output, PartOutput::Segmentation { .. }) as usize;
         (0..n as usize)
             .map(|i| {

@@ -127,8 +127,75 @@ pub struct Frame<'a> {
     pub color: YuvColor,
 }
 
+/// A video frame that owns its bytes (tests, benchmarks, synthetic sources).
+#[derive(Debug, Clone)]
+pub struct OwnedFrame {
+    pub format: PixelFormat,
+    pub width: usize,
+    pub height: usize,
+    /// Each plane's bytes and stride.
+    pub planes: Vec<(Vec<u8>, usize)>,
+    pub color: YuvColor,
+}
+
+impl OwnedFrame {
+    /// Converts RGB bytes (`width*height*3`) to `format` (BT.601 limited range for YUV), rows
+    /// padded by `pad` bytes.
+    pub fn from_rgb(
+        rgb: &[u8],
+        width: usize,
+        height: usize,
+        format: PixelFormat,
+        pad: usize,
+    ) -> Self {
+        Self {
+            format,
+            width,
+            height,
+            planes: rgb_to_format(rgb, width, height, format, pad),
+            color: YuvColor::default(),
+        }
+    }
+
+    /// A black frame (all bytes zero; YUV planes are set to black).
+    pub fn blank(width: usize, height: usize, format: PixelFormat) -> Self {
+        Self::from_rgb(&vec![0; width * height * 3], width, height, format, 0)
+    }
+
+    /// Borrows the planes.
+    pub fn as_frame(&self) -> Frame<'_> {
+        Frame {
+            format: self.format,
+            width: self.width,
+            height: self.height,
+            planes: self
+                .planes
+                .iter()
+                .map(|(data, stride)| Plane {
+                    data,
+                    stride: *stride,
+                })
+                .collect(),
+            color: self.color,
+        }
+    }
+
+    /// The planes' payload back to back without row padding (a raw video file's frame).
+    pub fn tight_bytes(&self) -> Vec<u8> {
+        let frame = self.as_frame();
+        let mut out = Vec::new();
+        for (i, (data, stride)) in self.planes.iter().enumerate() {
+            let (rows, row_bytes, _) = frame.plane_geometry(i);
+            for r in 0..rows {
+                out.extend_from_slice(&data[r * stride..r * stride + row_bytes]);
+            }
+        }
+        out
+    }
+}
+
 /// How a frame's aspect ratio is fitted to the model's input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum Scaling {
     /// Crop the centre region with the model's aspect ratio, then resize.
     #[default]
@@ -270,25 +337,68 @@ pub fn source_region(
     }
 }
 
-/// Resizes `[1,C,H,W]` uint8 or float data to `h x w` (antialiased bilinear), returning float
-/// values in the source's units.
-fn resize_to_float(x: &Tensor, h: i64, w: i64) -> Tensor {
+/// Resizes `[1,C,H,W]` uint8 data to `h x w` (antialiased bilinear). On the CPU the result
+/// stays uint8 (PyTorch's vectorised uint8 kernel, the one torchvision uses); on other devices
+/// the data is converted to float first (values in 0–255), as their kernels need.
+fn resize_plane(x: &Tensor, h: i64, w: i64) -> Tensor {
     let size = x.size();
     let same = size[2] == h && size[3] == w;
-    if x.device() == Device::Cpu && x.kind() == Kind::Uint8 {
-        let small = if same {
-            x.copy()
-        } else {
-            x.internal_upsample_bilinear2d_aa([h, w], false, None, None)
-        };
-        small.to_kind(Kind::Float)
+    let x = if x.device() == Device::Cpu {
+        x.shallow_clone()
     } else {
-        let xf = x.to_kind(Kind::Float);
-        if same {
-            xf
-        } else {
-            xf.internal_upsample_bilinear2d_aa([h, w], false, None, None)
-        }
+        x.to_kind(Kind::Float)
+    };
+    if same {
+        x.contiguous()
+    } else {
+        x.internal_upsample_bilinear2d_aa([h, w], false, None, None)
+    }
+}
+
+/// The planes of one frame cropped, moved to `device` (still 8-bit) and resized to `size`:
+/// `[1,bpp,h,w]` for packed formats, `[1,1,h,w]` luma and `[1,2,h,w]` chroma for YUV.
+fn resized_planes(
+    frame: &Frame<'_>,
+    size: (i64, i64),
+    scaling: Scaling,
+    device: Device,
+) -> Result<Vec<Tensor>, FrameError> {
+    frame.validate()?;
+    let (h, w) = size;
+    let (x0, y0, cw, ch) = source_region(frame.width, frame.height, size, scaling);
+    let plane = |i: usize, sub: usize| -> Tensor {
+        let (x, y) = (x0 / sub, y0 / sub);
+        let (cw, ch) = (cw.div_ceil(sub), ch.div_ceil(sub));
+        let t = frame
+            .plane_tensor(i)
+            .narrow(0, y as i64, ch as i64)
+            .narrow(1, x as i64, cw as i64);
+        // [rows, cols, elems] -> [1, elems, rows, cols] (a channels-last view); one upload.
+        resize_plane(&t.permute([2, 0, 1]).unsqueeze(0).to_device(device), h, w)
+    };
+    Ok(match frame.format {
+        f if f.packed_layout().is_some() => vec![plane(0, 1)],
+        PixelFormat::I420 => vec![plane(0, 1), Tensor::cat(&[plane(1, 2), plane(2, 2)], 1)],
+        _ => vec![plane(0, 1), plane(1, 2)],
+    })
+}
+
+/// Resized planes of frames of one format and colour (`[N,..]` each) to canonical images.
+fn planes_to_images(format: PixelFormat, color: YuvColor, planes: &[Tensor]) -> Tensor {
+    if let Some((_, rgb)) = format.packed_layout() {
+        let index = Tensor::from_slice(&rgb.map(|c| c as i64)).to_device(planes[0].device());
+        // Select the colour channels while still 8-bit, then one conversion to [0,1].
+        planes[0]
+            .index_select(1, &index)
+            .contiguous()
+            .to_kind(Kind::Float)
+            * (1.0 / 255.0)
+    } else {
+        yuv_to_rgb(
+            &planes[0].to_kind(Kind::Float),
+            &planes[1].to_kind(Kind::Float),
+            color,
+        )
     }
 }
 
@@ -299,38 +409,7 @@ pub fn frame_to_image(
     scaling: Scaling,
     device: Device,
 ) -> Result<Tensor, FrameError> {
-    frame.validate()?;
-    let (h, w) = size;
-    let (x0, y0, cw, ch) = source_region(frame.width, frame.height, size, scaling);
-    let region = |t: Tensor, sub: usize| -> Tensor {
-        let (x, y) = (x0 / sub, y0 / sub);
-        let (cw, ch) = (cw.div_ceil(sub), ch.div_ceil(sub));
-        let t = t
-            .narrow(0, y as i64, ch as i64)
-            .narrow(1, x as i64, cw as i64);
-        // [rows, cols, elems] -> [1, elems, rows, cols] (channels-last view)
-        t.permute([2, 0, 1]).unsqueeze(0).to_device(device)
-    };
-    let image = if let Some((_, rgb)) = frame.format.packed_layout() {
-        let src = region(frame.plane_tensor(0), 1);
-        let small = resize_to_float(&src, h, w);
-        let index = Tensor::from_slice(&rgb.map(|c| c as i64)).to_device(device);
-        small.index_select(1, &index) / 255.0
-    } else {
-        let y = resize_to_float(&region(frame.plane_tensor(0), 1), h, w);
-        let uv = match frame.format {
-            PixelFormat::I420 => Tensor::cat(
-                &[
-                    resize_to_float(&region(frame.plane_tensor(1), 2), h, w),
-                    resize_to_float(&region(frame.plane_tensor(2), 2), h, w),
-                ],
-                1,
-            ),
-            _ => resize_to_float(&region(frame.plane_tensor(1), 2), h, w),
-        };
-        yuv_to_rgb(&y, &uv, frame.color)
-    };
-    Ok(image.contiguous())
+    frames_to_images(std::slice::from_ref(frame), size, scaling, device)
 }
 
 /// YUV (float, 0–255 units; `y` `[N,1,h,w]`, `uv` `[N,2,h,w]`) to RGB in `[0,1]`.
@@ -352,17 +431,43 @@ fn yuv_to_rgb(y: &Tensor, uv: &Tensor, color: YuvColor) -> Tensor {
 }
 
 /// Converts frames to one canonical batch `[N,3,h,w]` on `device`.
+///
+/// Each frame is cropped and resized on its own (8-bit); the conversion to float and colour
+/// runs once for each run of frames with the same format and colour description.
 pub fn frames_to_images(
     frames: &[Frame<'_>],
     size: (i64, i64),
     scaling: Scaling,
     device: Device,
 ) -> Result<Tensor, FrameError> {
-    let images = frames
+    let resized = frames
         .iter()
-        .map(|f| frame_to_image(f, size, scaling, device))
+        .map(|f| resized_planes(f, size, scaling, device))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Tensor::cat(&images, 0))
+    let mut images = Vec::new();
+    let mut start = 0;
+    while start < frames.len() {
+        let key = (frames[start].format, frames[start].color);
+        let end = start
+            + frames[start..]
+                .iter()
+                .take_while(|f| (f.format, f.color) == key)
+                .count();
+        let run = &resized[start..end];
+        let planes: Vec<Tensor> = (0..run[0].len())
+            .map(|p| match run {
+                [one] => one[p].shallow_clone(),
+                _ => Tensor::cat(&run.iter().map(|r| &r[p]).collect::<Vec<_>>(), 0),
+            })
+            .collect();
+        images.push(planes_to_images(key.0, key.1, &planes));
+        start = end;
+    }
+    Ok(match images.len() {
+        0 => Tensor::zeros([0, 3, size.0, size.1], (Kind::Float, device)),
+        1 => images.pop().expect("one run"),
+        _ => Tensor::cat(&images, 0),
+    })
 }
 
 /// Packs a canonical image `[3,h,w]` (values in `[0,1]`) into RGB bytes, row-major.

@@ -1,6 +1,7 @@
 //! Subcommands of the `unmask` tool, one module each.
 
 pub mod attack;
+pub mod bench;
 pub mod calibrate;
 pub mod common;
 pub mod eval;

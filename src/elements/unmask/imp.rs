@@ -2,21 +2,25 @@
 //!
 //! The element is an always-in-place `GstBaseTransform` that overrides `submit_input_buffer`
 //! and `generate_output`: input buffers are taken from the base class after its QoS and
-//! renegotiation handling and put in our own queues.
+//! renegotiation handling and put in our own queues. The models run in a shared
+//! [`Engine`](crate::engine) (one per configuration in the process, with its own worker
+//! thread); the element maps frames, submits them and turns the engine's analyses into
+//! verdicts with its own threshold.
 //!
 //! - `sync`: buffers wait in `pending` until `batch-size` of them are due for analysis (or a
-//!   serialized event / EOS drains them), are analysed together on the streaming thread, get
-//!   their `UnmaskMeta` and move to `ready`, from which `generate_output` hands them out.
-//! - `async`: each due buffer is offered (by reference, no copy) to a worker thread through a
-//!   bounded channel and goes straight to `ready`; when the channel is full the frame is not
+//!   serialized event / EOS drains them); the streaming thread submits them as one request,
+//!   waits for the answer, attaches each `UnmaskMeta` and moves the buffers to `ready`, from
+//!   which `generate_output` hands them out.
+//! - `async`: each due buffer is mapped and submitted (by reference, no copy) with a callback
+//!   and goes straight to `ready`; submitting never blocks. At most `2 x batch-size` frames
+//!   are in flight (one batch being analysed, one waiting); frames offered beyond that are not
 //!   analysed (`frames-dropped`). Finished verdicts wait in `Shared::finished` and ride on the
 //!   next outgoing buffers, one per buffer.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
-use std::thread::{JoinHandle, ThreadId};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use gst::glib;
@@ -27,12 +31,13 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::{ALERT_MESSAGE, Mode, PostMessages, Scaling, VERDICT_MESSAGE};
-use crate::detector::{Detector, DetectorConfig, DetectorError, FALLBACK_THRESHOLD};
+use crate::detector::{DetectorConfig, DetectorError};
+use crate::engine::{self, Engine, EngineOptions, FrameSource, Generation, Request};
+use crate::knowledge::KnowledgeBase;
 use crate::meta::UnmaskMeta;
 use crate::model::ModelError;
 use crate::paths;
-use crate::preprocess::{Frame, PixelFormat, Plane, YuvColor, YuvMatrix};
-use crate::similarity::Verdict;
+use crate::preprocess::{Frame, OwnedFrame, PixelFormat, Plane, YuvColor, YuvMatrix};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -50,6 +55,7 @@ const DEFAULT_BATCH_SIZE: u32 = 1;
 const MAX_BATCH_SIZE: u32 = 256;
 const DEFAULT_THREADS: u32 = 0;
 const MAX_THREADS: u32 = 1024;
+const DEFAULT_SHARED_ENGINE: bool = true;
 
 /// Locks a mutex, ignoring poisoning (a panic elsewhere must not spread).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -73,6 +79,7 @@ struct Settings {
     batch_size: u32,
     post_messages: PostMessages,
     threads: u32,
+    shared_engine: bool,
 }
 
 impl Default for Settings {
@@ -93,6 +100,7 @@ impl Default for Settings {
             batch_size: DEFAULT_BATCH_SIZE,
             post_messages: PostMessages::default(),
             threads: DEFAULT_THREADS,
+            shared_engine: DEFAULT_SHARED_ENGINE,
         }
     }
 }
@@ -131,13 +139,6 @@ impl Settings {
             scaling: self.scaling.into(),
         }
     }
-
-    fn threads(&self) -> usize {
-        match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n as usize,
-        }
-    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -147,26 +148,65 @@ struct Stats {
     flagged: u64,
     dropped: u64,
     latency_sum: Duration,
+    /// Element-side profile: mapping buffers, waiting for the engine (sync), turning analyses
+    /// into verdicts, metas and messages.
+    map: Duration,
+    wait: Duration,
+    attach: Duration,
 }
 
-/// What the streaming thread shares with the async worker.
+/// What the streaming thread shares with the engine's callbacks.
 #[derive(Debug, Default)]
 struct Shared {
     stats: Mutex<Stats>,
     /// Async mode: verdicts waiting for a buffer to ride on.
     finished: Mutex<VecDeque<UnmaskMeta>>,
-    /// Async mode: the worker hit an error (already posted); the stream stops.
+    /// Async mode: an analysis failed (already posted); the stream stops.
     failed: AtomicBool,
+    /// Detection threshold in use (`f32` bits).
+    threshold: AtomicU32,
+    /// Bumped on flush and stop: requests submitted before are skipped or ignored.
+    generation: Arc<AtomicU64>,
+    /// Async mode: frames submitted and not answered yet.
+    in_flight: Mutex<usize>,
+    answered: Condvar,
 }
 
 impl Shared {
-    fn record(&self, metas: &[UnmaskMeta]) {
+    fn record(&self, metas: &[UnmaskMeta], attach: Duration) {
         let mut stats = lock(&self.stats);
         for m in metas {
             stats.analysed += 1;
             stats.flagged += u64::from(m.verdict.adversarial);
             stats.latency_sum += m.latency;
         }
+        stats.attach += attach;
+    }
+
+    fn threshold(&self) -> f32 {
+        f32::from_bits(self.threshold.load(Ordering::SeqCst))
+    }
+
+    fn set_threshold(&self, t: f32) {
+        self.threshold.store(t.to_bits(), Ordering::SeqCst);
+    }
+
+    /// Waits until no async frame is in flight (at most `timeout`).
+    fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut n = lock(&self.in_flight);
+        while *n > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            n = self
+                .answered
+                .wait_timeout(n, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
     }
 }
 
@@ -200,11 +240,37 @@ impl VideoConfig {
         })
     }
 
-    /// Borrows a mapped frame's planes.
-    fn frame<'a>(
-        &self,
-        map: &'a gst_video::VideoFrameRef<&gst::BufferRef>,
-    ) -> Result<Frame<'a>, String> {
+    /// Maps a buffer (holding a reference to it) for the engine.
+    fn map(self: &Arc<Self>, buffer: &gst::Buffer) -> Result<MappedFrame, String> {
+        let frame = gst_video::VideoFrame::from_buffer_readable(buffer.clone(), &self.info)
+            .map_err(|_| format!("cannot map a buffer as {:?}", self.info))?;
+        Ok(MappedFrame {
+            frame,
+            video: self.clone(),
+        })
+    }
+
+    /// A black frame of this format for the warm-up.
+    fn blank(&self) -> OwnedFrame {
+        let mut f = OwnedFrame::blank(
+            self.info.width() as usize,
+            self.info.height() as usize,
+            self.format,
+        );
+        f.color = self.color;
+        f
+    }
+}
+
+/// A readable mapping of a buffer, sent to the engine.
+struct MappedFrame {
+    frame: gst_video::VideoFrame<gst_video::video_frame::Readable>,
+    video: Arc<VideoConfig>,
+}
+
+impl FrameSource for MappedFrame {
+    fn frame(&self) -> Result<Frame<'_>, String> {
+        let map = &self.frame;
         let planes = (0..map.n_planes())
             .map(|i| {
                 let stride = usize::try_from(map.plane_stride()[i as usize])
@@ -214,65 +280,13 @@ impl VideoConfig {
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok(Frame {
-            format: self.format,
+            format: self.video.format,
             width: map.width() as usize,
             height: map.height() as usize,
             planes,
-            color: self.color,
+            color: self.video.color,
         })
     }
-}
-
-/// Runs the detector on frames, splitting and padding to the models' fixed batch if any.
-fn analyse_frames(detector: &Detector, frames: &[Frame<'_>]) -> Result<Vec<Verdict>, String> {
-    let Some(fixed) = detector.max_batch().map(|n| n.max(1) as usize) else {
-        return detector.analyse_frames(frames).map_err(|e| e.to_string());
-    };
-    let mut verdicts = Vec::with_capacity(frames.len());
-    for chunk in frames.chunks(fixed) {
-        let mut padded = chunk.to_vec();
-        while padded.len() < fixed {
-            padded.push(chunk[chunk.len() - 1].clone());
-        }
-        let mut v = detector
-            .analyse_frames(&padded)
-            .map_err(|e| e.to_string())?;
-        v.truncate(chunk.len());
-        verdicts.extend(v);
-    }
-    Ok(verdicts)
-}
-
-/// Maps buffers and analyses them as one batch; returns the verdicts and the time taken.
-fn analyse_buffers(
-    detector: &Detector,
-    video: &VideoConfig,
-    buffers: &[&gst::BufferRef],
-) -> Result<(Vec<Verdict>, Duration), String> {
-    let start = Instant::now();
-    let maps = buffers
-        .iter()
-        .map(|b| {
-            gst_video::VideoFrameRef::from_buffer_ref_readable(b, &video.info)
-                .map_err(|e| format!("cannot map a buffer as {:?}: {e}", video.info))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let frames = maps
-        .iter()
-        .map(|m| video.frame(m))
-        .collect::<Result<Vec<_>, _>>()?;
-    let verdicts = analyse_frames(detector, &frames)?;
-    Ok((verdicts, start.elapsed()))
-}
-
-/// The text of a caught panic.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let text = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("unknown error");
-    format!("panic: {text}")
 }
 
 /// Posts the verdict on the bus if `post` asks for it.
@@ -298,120 +312,12 @@ fn post_verdict(element: &super::Unmask, meta: &UnmaskMeta, post: PostMessages) 
     }
 }
 
-/// A frame handed to the async worker.
-struct Job {
-    buffer: gst::Buffer,
-    video: Arc<VideoConfig>,
-}
-
-/// The async worker thread.
-struct Worker {
-    jobs: crossbeam_channel::Sender<Job>,
-    cancel: Arc<AtomicBool>,
-    handle: JoinHandle<()>,
-}
-
-impl Worker {
-    /// Stops the worker: with `cancel`, queued frames are dropped; otherwise they are analysed
-    /// first. Waits for the thread to end.
-    fn finish(self, cancel: bool) {
-        if cancel {
-            self.cancel.store(true, Ordering::SeqCst);
-        }
-        drop(self.jobs);
-        if self.handle.join().is_err() {
-            gst::error!(CAT, "the unmask worker thread panicked");
-        }
-    }
-}
-
-/// Everything the worker thread needs.
-struct WorkerContext {
-    detector: Arc<Mutex<Detector>>,
-    shared: Arc<Shared>,
-    cancel: Arc<AtomicBool>,
-    element: glib::WeakRef<super::Unmask>,
-    batch: usize,
-    threads: usize,
-}
-
-impl WorkerContext {
-    fn run(self, jobs: crossbeam_channel::Receiver<Job>) {
-        tch::set_num_threads(self.threads as i32);
-        while let Ok(first) = jobs.recv() {
-            let mut batch = vec![first];
-            while batch.len() < self.batch {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            if self.cancel.load(Ordering::SeqCst) {
-                continue;
-            }
-            // Frames of one negotiated format at a time.
-            let mut start = 0;
-            while start < batch.len() {
-                let video = batch[start].video.clone();
-                let end = start
-                    + batch[start..]
-                        .iter()
-                        .take_while(|j| Arc::ptr_eq(&j.video, &video))
-                        .count();
-                let run = &batch[start..end];
-                start = end;
-                let buffers: Vec<&gst::BufferRef> = run.iter().map(|j| j.buffer.as_ref()).collect();
-                // libtorch errors in pre-processing surface as panics: keep them on this side.
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    analyse_buffers(&lock(&self.detector), &video, &buffers)
-                }))
-                .unwrap_or_else(|panic| Err(panic_message(panic.as_ref())));
-                let element = self.element.upgrade();
-                match result {
-                    Ok((verdicts, latency)) => {
-                        let metas: Vec<UnmaskMeta> = verdicts
-                            .into_iter()
-                            .zip(run)
-                            .map(|(verdict, job)| UnmaskMeta {
-                                verdict,
-                                pts: job.buffer.pts(),
-                                latency,
-                            })
-                            .collect();
-                        self.shared.record(&metas);
-                        if let Some(element) = &element {
-                            let post = lock(&element.imp().settings).post_messages;
-                            for m in &metas {
-                                post_verdict(element, m, post);
-                            }
-                        }
-                        lock(&self.shared.finished).extend(metas);
-                    }
-                    Err(e) => {
-                        self.shared.failed.store(true, Ordering::SeqCst);
-                        if let Some(element) = &element {
-                            gst::element_error!(
-                                element,
-                                gst::StreamError::Failed,
-                                ("Analysis failed: {}", e)
-                            );
-                        }
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Streaming state, from `start` to `stop`.
 struct State {
-    detector: Arc<Mutex<Detector>>,
-    /// Threshold from the classifier's calibration (for `threshold = -1`).
-    calibrated_threshold: f32,
+    engine: Arc<Engine>,
+    kb: Arc<KnowledgeBase>,
     mode: Mode,
     batch_size: usize,
-    threads: usize,
     video: Option<Arc<VideoConfig>>,
     /// Sync mode: buffers waiting for their batch, with whether each is to be analysed.
     pending: VecDeque<(gst::Buffer, bool)>,
@@ -420,19 +326,6 @@ struct State {
     ready: VecDeque<gst::Buffer>,
     /// Frames since start or the last flush (for `interval`).
     frame_index: u64,
-    worker: Option<Worker>,
-    /// The streaming thread on which the libtorch thread count was last set.
-    threads_applied: Option<ThreadId>,
-}
-
-impl State {
-    fn apply_threads(&mut self) {
-        let me = std::thread::current().id();
-        if self.threads_applied != Some(me) {
-            tch::set_num_threads(self.threads as i32);
-            self.threads_applied = Some(me);
-        }
-    }
 }
 
 /// What the latency query needs, kept apart from the streaming state.
@@ -504,42 +397,54 @@ impl Unmask {
     fn process_pending(&self, state: &mut State) -> Result<(), gst::FlowError> {
         if state.pending_analyse > 0 {
             let video = state.video.clone().ok_or(gst::FlowError::NotNegotiated)?;
-            state.apply_threads();
-            let result = {
-                let buffers: Vec<&gst::BufferRef> = state
-                    .pending
-                    .iter()
-                    .filter(|(_, analyse)| *analyse)
-                    .map(|(b, _)| b.as_ref())
-                    .collect();
-                analyse_buffers(&lock(&state.detector), &video, &buffers)
-            };
-            let (verdicts, latency) = result.map_err(|e| self.fail("Analysis failed", &e))?;
-            let mut verdicts = verdicts.into_iter();
+            let t0 = Instant::now();
+            let frames = state
+                .pending
+                .iter()
+                .filter(|(_, analyse)| *analyse)
+                .map(|(b, _)| video.map(b).map(|f| Box::new(f) as Box<dyn FrameSource>))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.fail("Analysis failed", &e))?;
+            let t1 = Instant::now();
+            // The engine drops the mappings before answering: the buffers are writable again.
+            let (analyses, timing) = state
+                .engine
+                .analyse(frames)
+                .map_err(|e| self.fail("Analysis failed", &e))?;
+            let t2 = Instant::now();
+            let threshold = self.shared.threshold();
+            let mut analyses = analyses.into_iter();
             let mut metas = Vec::with_capacity(state.pending_analyse);
             for (buffer, analyse) in state.pending.iter_mut() {
                 if !*analyse {
                     continue;
                 }
-                let Some(verdict) = verdicts.next() else {
+                let Some(analysis) = analyses.next() else {
                     break;
                 };
                 let meta = UnmaskMeta {
-                    verdict,
+                    verdict: analysis.verdict(&state.kb, threshold),
                     pts: buffer.pts(),
-                    latency,
+                    latency: timing.elapsed,
                 };
                 meta.add(buffer.make_mut())
                     .map_err(|e| self.fail("Cannot attach UnmaskMeta", &e.to_string()))?;
                 metas.push(meta);
             }
-            self.shared.record(&metas);
-            self.note_analysis_time(latency);
             let post = lock(&self.settings).post_messages;
-            let obj = self.obj();
-            for m in &metas {
-                post_verdict(&obj, m, post);
+            if post != PostMessages::None {
+                let obj = self.obj();
+                for m in &metas {
+                    post_verdict(&obj, m, post);
+                }
             }
+            self.shared.record(&metas, t2.elapsed());
+            {
+                let mut stats = lock(&self.shared.stats);
+                stats.map += t1 - t0;
+                stats.wait += t2 - t1;
+            }
+            self.note_analysis_time(timing.elapsed);
         }
         state.pending_analyse = 0;
         let State { pending, ready, .. } = state;
@@ -547,94 +452,133 @@ impl Unmask {
         Ok(())
     }
 
-    fn spawn_worker(&self, state: &State) -> Result<Worker, String> {
-        let (jobs, rx) = crossbeam_channel::bounded(state.batch_size);
-        let cancel = Arc::new(AtomicBool::new(false));
-        let ctx = WorkerContext {
-            detector: state.detector.clone(),
-            shared: self.shared.clone(),
-            cancel: cancel.clone(),
-            element: self.obj().downgrade(),
-            batch: state.batch_size,
-            threads: state.threads,
-        };
-        let handle = std::thread::Builder::new()
-            .name("unmask-worker".into())
-            .spawn(move || ctx.run(rx))
-            .map_err(|e| format!("cannot start the worker thread: {e}"))?;
-        Ok(Worker {
-            jobs,
-            cancel,
-            handle,
-        })
-    }
-
-    /// Async mode: offers a buffer to the worker (counting a drop if it is busy).
+    /// Async mode: submits a buffer to the engine, or counts a drop if this stream already
+    /// has `2 x batch-size` frames in flight. Never blocks on the analysis.
     fn offer(&self, state: &mut State, buffer: &gst::Buffer) -> Result<(), gst::FlowError> {
         let video = state.video.clone().ok_or(gst::FlowError::NotNegotiated)?;
-        if state.worker.is_none() {
-            let worker = self
-                .spawn_worker(state)
-                .map_err(|e| self.fail("Cannot analyse", &e))?;
-            state.worker = Some(worker);
-        }
-        let Some(worker) = &state.worker else {
-            return Err(gst::FlowError::Error);
-        };
-        let job = Job {
-            buffer: buffer.clone(),
-            video,
-        };
-        match worker.jobs.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(crossbeam_channel::TrySendError::Full(_)) => {
-                gst::trace!(CAT, imp = self, "worker busy, not analysing {buffer:?}");
+        {
+            let mut n = lock(&self.shared.in_flight);
+            if *n >= 2 * state.batch_size {
+                drop(n);
+                gst::trace!(CAT, imp = self, "engine busy, not analysing {buffer:?}");
                 lock(&self.shared.stats).dropped += 1;
-                Ok(())
+                return Ok(());
             }
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                Err(self.fail("Cannot analyse", "the analysis thread has stopped"))
-            }
+            *n += 1;
         }
+        let t0 = Instant::now();
+        let frame = match video.map(buffer) {
+            Ok(f) => f,
+            Err(e) => {
+                self.answered(1);
+                return Err(self.fail("Cannot analyse", &e));
+            }
+        };
+        lock(&self.shared.stats).map += t0.elapsed();
+        let shared = self.shared.clone();
+        let kb = state.kb.clone();
+        let element = self.obj().downgrade();
+        let pts = buffer.pts();
+        let generation = Generation::current(&self.shared.generation);
+        let stale = generation.clone();
+        let request = Request::new(vec![Box::new(frame)], move |answer, timing| {
+            Self::async_answer(&shared, &kb, &element, pts, &stale, answer, timing);
+        })
+        .cancellable(generation);
+        if let Err(e) = state.engine.submit(request) {
+            self.answered(1);
+            return Err(self.fail("Cannot analyse", &e));
+        }
+        Ok(())
     }
 
-    /// Drops everything queued (flush, stop). Stops the worker without analysing its queue.
+    fn answered(&self, n: usize) {
+        let mut f = lock(&self.shared.in_flight);
+        *f = f.saturating_sub(n);
+        self.shared.answered.notify_all();
+    }
+
+    /// Async mode, on the engine's thread: turns the answer into a verdict for a later buffer.
+    fn async_answer(
+        shared: &Shared,
+        kb: &KnowledgeBase,
+        element: &glib::WeakRef<super::Unmask>,
+        pts: Option<gst::ClockTime>,
+        generation: &Generation,
+        answer: engine::Answer,
+        timing: engine::Timing,
+    ) {
+        let t0 = Instant::now();
+        let element = element.upgrade();
+        if !generation.is_stale() {
+            match answer.map(|mut a| a.pop()) {
+                Ok(Some(analysis)) => {
+                    let meta = UnmaskMeta {
+                        verdict: analysis.verdict(kb, shared.threshold()),
+                        pts,
+                        latency: timing.elapsed,
+                    };
+                    if let Some(element) = &element {
+                        let post = lock(&element.imp().settings).post_messages;
+                        post_verdict(element, &meta, post);
+                    }
+                    lock(&shared.finished).push_back(meta.clone());
+                    shared.record(&[meta], t0.elapsed());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    shared.failed.store(true, Ordering::SeqCst);
+                    if let Some(element) = &element {
+                        gst::element_error!(
+                            element,
+                            gst::StreamError::Failed,
+                            ("Analysis failed: {}", e)
+                        );
+                    }
+                }
+            }
+        }
+        let mut n = lock(&shared.in_flight);
+        *n = n.saturating_sub(1);
+        shared.answered.notify_all();
+    }
+
+    /// Drops everything queued (flush, stop); async frames in flight are cancelled and waited
+    /// for.
     fn discard(&self) {
-        let worker = {
-            let mut guard = lock(&self.state);
-            guard.as_mut().and_then(|state| {
-                state.pending.clear();
-                state.pending_analyse = 0;
-                state.ready.clear();
-                state.frame_index = 0;
-                state.worker.take()
-            })
-        };
-        if let Some(worker) = worker {
-            worker.finish(true);
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(state) = lock(&self.state).as_mut() {
+            state.pending.clear();
+            state.pending_analyse = 0;
+            state.ready.clear();
+            state.frame_index = 0;
+        }
+        if !self.shared.wait_idle(Duration::from_secs(30)) {
+            gst::warning!(CAT, imp = self, "frames still in flight after 30 s");
         }
         lock(&self.shared.finished).clear();
         self.shared.failed.store(false, Ordering::SeqCst);
     }
 
-    /// Pushes out every held buffer before a serialized event; at EOS also lets the async
-    /// worker finish its queue (its verdicts are still posted as messages).
+    /// Pushes out every held buffer before a serialized event; at EOS also waits for the
+    /// async frames in flight (their verdicts are still posted as messages).
     fn drain(&self, eos: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (buffers, worker) = {
+        let buffers = {
             let mut guard = lock(&self.state);
             let Some(state) = guard.as_mut() else {
                 return Ok(gst::FlowSuccess::Ok);
             };
             self.process_pending(state)?;
-            let worker = if eos { state.worker.take() } else { None };
-            (std::mem::take(&mut state.ready), worker)
+            std::mem::take(&mut state.ready)
         };
         let src = self.obj().static_pad("src").ok_or(gst::FlowError::Error)?;
         for buffer in buffers {
             src.push(buffer)?;
         }
-        if let Some(worker) = worker {
-            worker.finish(false);
+        if eos {
+            if !self.shared.wait_idle(Duration::from_secs(60)) {
+                gst::warning!(CAT, imp = self, "frames still in flight at EOS after 60 s");
+            }
             let left = std::mem::take(&mut *lock(&self.shared.finished));
             if !left.is_empty() {
                 gst::debug!(
@@ -662,6 +606,38 @@ impl Unmask {
             }
             _ => gst::error_msg!(gst::ResourceError::Settings, ("{}", e), ["{}", debug]),
         }
+    }
+
+    /// The `stats` property: counters and the per-stage profile.
+    fn stats_structure(&self) -> gst::Structure {
+        let s = lock(&self.shared.stats).clone();
+        let engine = lock(&self.state).as_ref().map(|st| st.engine.clone());
+        let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let mut b = gst::Structure::builder("unmask-stats")
+            .field("frames-seen", s.seen)
+            .field("frames-analysed", s.analysed)
+            .field("frames-flagged", s.flagged)
+            .field("frames-dropped", s.dropped)
+            .field("latency-ns", ns(s.latency_sum))
+            .field("map-ns", ns(s.map))
+            .field("wait-ns", ns(s.wait))
+            .field("attach-ns", ns(s.attach));
+        if let Some(engine) = engine {
+            let e = engine.stats();
+            b = b
+                .field("engine-shared", engine.is_shared())
+                .field("engine-users", (Arc::strong_count(&engine) - 1) as u32)
+                .field("engine-requests", e.requests)
+                .field("engine-batches", e.batches)
+                .field("engine-frames", e.frames)
+                .field("engine-largest-batch", e.largest_batch as u32)
+                .field("queue-ns", ns(e.stages.queue))
+                .field("preprocess-ns", ns(e.stages.preprocess))
+                .field("classifier-ns", ns(e.stages.classifier))
+                .field("extractor-ns", ns(e.stages.extractor))
+                .field("parts-ns", ns(e.stages.parts));
+        }
+        b.build()
     }
 }
 
@@ -769,8 +745,8 @@ impl ObjectImpl for Unmask {
                 glib::ParamSpecEnum::builder_with_default("mode", Mode::default())
                     .nick("Mode")
                     .blurb(
-                        "sync: frames wait for their verdict; async: frames flow on at once, a \
-                         worker analyses what it can and verdicts ride on later buffers",
+                        "sync: frames wait for their verdict; async: frames flow on at once, the \
+                         engine analyses what it can and verdicts ride on later buffers",
                     )
                     .mutable_ready()
                     .build(),
@@ -778,7 +754,8 @@ impl ObjectImpl for Unmask {
                     .nick("Batch size")
                     .blurb(
                         "Frames analysed together (sync: frames wait for a full batch; async: \
-                         the worker takes up to this many and queues as many)",
+                         up to twice this many frames in flight). The shared engine may batch \
+                         frames of several streams together",
                     )
                     .minimum(1)
                     .maximum(MAX_BATCH_SIZE)
@@ -799,11 +776,22 @@ impl ObjectImpl for Unmask {
                 glib::ParamSpecUInt::builder("threads")
                     .nick("Threads")
                     .blurb(
-                        "libtorch intra-op threads on the CPU (process-wide; 0: one per \
-                         available core)",
+                        "libtorch intra-op threads of the inference engine on the CPU (0: one \
+                         per available core)",
                     )
                     .maximum(MAX_THREADS)
                     .default_value(DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("shared-engine")
+                    .nick("Shared engine")
+                    .blurb(
+                        "Share one inference engine (one copy of the models, one worker \
+                         thread, batches across streams) with every other unmask element of \
+                         the process that uses the same models, device, part thresholds, \
+                         scaling and threads",
+                    )
+                    .default_value(DEFAULT_SHARED_ENGINE)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("frames-seen")
@@ -823,7 +811,7 @@ impl ObjectImpl for Unmask {
                     .build(),
                 glib::ParamSpecUInt64::builder("frames-dropped")
                     .nick("Frames dropped")
-                    .blurb("Async mode: frames not analysed because the worker was busy")
+                    .blurb("Async mode: frames not analysed because the engine was busy")
                     .read_only()
                     .build(),
                 glib::ParamSpecUInt64::builder("mean-latency")
@@ -831,6 +819,16 @@ impl ObjectImpl for Unmask {
                     .blurb(
                         "Mean duration in nanoseconds of the analysis behind each verdict \
                          (a batch counts once per frame)",
+                    )
+                    .read_only()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "Counters and per-stage times in nanoseconds, summed: map (buffers), \
+                         wait (sync: for the engine), attach (verdicts, metas, messages) and, \
+                         for the engine (shared by its users), queue, preprocess, classifier, \
+                         extractor, parts, with its batch counts",
                     )
                     .read_only()
                     .build(),
@@ -867,10 +865,9 @@ impl ObjectImpl for Unmask {
                 let threshold = settings.threshold;
                 drop(settings);
                 if let Some(state) = lock(&self.state).as_ref() {
-                    let t = from_model(threshold).unwrap_or(state.calibrated_threshold);
-                    if let Err(e) = lock(&state.detector).set_threshold(t) {
-                        gst::warning!(CAT, imp = self, "{e}");
-                    }
+                    let t = from_model(threshold)
+                        .unwrap_or_else(|| state.engine.calibrated_threshold());
+                    self.shared.set_threshold(t);
                 }
             }
             "min-confidence" => settings.min_confidence = value.get().unwrap_or(FROM_MODEL),
@@ -895,11 +892,17 @@ impl ObjectImpl for Unmask {
             "batch-size" => settings.batch_size = value.get().unwrap_or(DEFAULT_BATCH_SIZE),
             "post-messages" => settings.post_messages = value.get().unwrap_or_default(),
             "threads" => settings.threads = value.get().unwrap_or(DEFAULT_THREADS),
+            "shared-engine" => {
+                settings.shared_engine = value.get().unwrap_or(DEFAULT_SHARED_ENGINE)
+            }
             _ => gst::warning!(CAT, imp = self, "unknown property {name}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "stats" {
+            return self.stats_structure().to_value();
+        }
         let stats = || lock(&self.shared.stats).clone();
         let settings = lock(&self.settings);
         match pspec.name() {
@@ -918,6 +921,7 @@ impl ObjectImpl for Unmask {
             "batch-size" => settings.batch_size.to_value(),
             "post-messages" => settings.post_messages.to_value(),
             "threads" => settings.threads.to_value(),
+            "shared-engine" => settings.shared_engine.to_value(),
             "frames-seen" => stats().seen.to_value(),
             "frames-analysed" => stats().analysed.to_value(),
             "frames-flagged" => stats().flagged.to_value(),
@@ -1004,28 +1008,32 @@ impl BaseTransformImpl for Unmask {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
         let config = settings.detector_config();
-        let threads = settings.threads();
-        tch::set_num_threads(threads as i32);
-        gst::info!(CAT, imp = self, "loading {config:?}");
-        let detector = Detector::load(&config).map_err(|e| self.load_error(&e, &config))?;
-        let calibrated_threshold = detector
-            .classifier()
-            .model()
-            .info()
-            .calibration
-            .as_ref()
-            .map_or(FALLBACK_THRESHOLD, |c| c.threshold);
+        let batch_size = settings.batch_size.max(1) as usize;
+        let options = EngineOptions {
+            threads: settings.threads as usize,
+            batch: batch_size,
+            shared: settings.shared_engine,
+        };
+        gst::info!(CAT, imp = self, "loading {config:?} ({options:?})");
+        let engine =
+            engine::acquire(&config, &options).map_err(|e| self.load_error(&e, &config))?;
+        let threshold =
+            from_model(settings.threshold).unwrap_or_else(|| engine.calibrated_threshold());
         gst::info!(
             CAT,
             imp = self,
-            "loaded on {:?}, threshold {}",
-            detector.device(),
-            detector.threshold()
+            "engine on {:?} ({}), threshold {threshold}",
+            engine.device(),
+            if Arc::strong_count(&engine) > 1 {
+                "shared"
+            } else {
+                "new"
+            }
         );
-        let batch_size = settings.batch_size.max(1) as usize;
         *lock(&self.shared.stats) = Stats::default();
         lock(&self.shared.finished).clear();
         self.shared.failed.store(false, Ordering::SeqCst);
+        self.shared.set_threshold(threshold);
         *lock(&self.latency) = Latency {
             sync: settings.mode == Mode::Sync,
             batch_size: batch_size as u64,
@@ -1033,25 +1041,24 @@ impl BaseTransformImpl for Unmask {
             frame_duration: None,
         };
         *lock(&self.state) = Some(State {
-            detector: Arc::new(Mutex::new(detector)),
-            calibrated_threshold,
+            kb: engine.knowledge().clone(),
+            engine,
             mode: settings.mode,
             batch_size,
-            threads,
             video: None,
             pending: VecDeque::new(),
             pending_analyse: 0,
             ready: VecDeque::new(),
             frame_index: 0,
-            worker: None,
-            threads_applied: None,
         });
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         self.discard();
-        *lock(&self.state) = None;
+        // Dropped outside the lock: the last user's drop joins the engine's worker.
+        let state = lock(&self.state).take();
+        drop(state);
         Ok(())
     }
 
@@ -1074,24 +1081,12 @@ impl BaseTransformImpl for Unmask {
             state.video = Some(video.clone());
             if changed && state.mode == Mode::Sync {
                 // Time one full batch on a blank frame of this size, for the latency report.
-                state.apply_threads();
-                let data = vec![0u8; video.info.size()];
-                let planes = (0..video.info.n_planes() as usize)
-                    .map(|i| Plane {
-                        data: &data[video.info.offset()[i]..],
-                        stride: video.info.stride()[i].max(0) as usize,
-                    })
+                let blank = Arc::new(video.blank());
+                let frames = (0..state.batch_size)
+                    .map(|_| Box::new(blank.clone()) as Box<dyn FrameSource>)
                     .collect();
-                let frame = Frame {
-                    format: video.format,
-                    width: video.info.width() as usize,
-                    height: video.info.height() as usize,
-                    planes,
-                    color: video.color,
-                };
-                let frames = vec![frame; state.batch_size];
                 let start = Instant::now();
-                let result = analyse_frames(&lock(&state.detector), &frames);
+                let result = state.engine.analyse(frames);
                 Some(result.map(|_| start.elapsed()))
             } else {
                 None

@@ -1,0 +1,859 @@
+//! A shared inference engine: one loaded detector (M + K + knowledge base) per configuration
+//! in a process, fed by any number of streams.
+//!
+//! [`acquire`] returns the live engine for a configuration (models, device, part thresholds,
+//! scaling, threads) or loads a new one. The process-wide registry only holds weak
+//! references: an engine is dropped, its models freed and its worker thread joined, when the
+//! last stream using it lets go of its [`Arc<Engine>`].
+//!
+//! Each engine has one worker thread. Streams submit [`Request`]s (one or more frames, and a
+//! callback for the answer) through an unbounded crossbeam channel, so submitting never
+//! blocks; streams bound their own number of frames in flight. The worker takes the first
+//! waiting request and then everything else already queued, up to the engine's batch cap,
+//! converts all those frames to one batch, runs M and K once on it and answers each request
+//! with its own slice of the results. N cameras therefore share one copy of the models and
+//! their frames are batched together.
+//!
+//! The engine produces the raw [`Analysis`] of a frame (M's class and confidence, the parts K
+//! found); the verdict (Jaccard similarity against the knowledge base, the threshold decision,
+//! realignment) is made by the caller with its own threshold ([`Analysis::verdict`]), so
+//! streams with different thresholds still share the models.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use serde::Serialize;
+use tch::{Device, Tensor};
+
+use crate::detector::{Detector, DetectorConfig, DetectorError, FALLBACK_THRESHOLD};
+use crate::device::{device_name, parse_device};
+use crate::knowledge::KnowledgeBase;
+use crate::partset::PartSet;
+use crate::preprocess::{Frame, Scaling};
+use crate::similarity::Verdict;
+
+/// Smallest batch cap of an engine: frames of several requests (streams) go into one forward
+/// pass up to this many, or up to the largest batch a user asked for if that is more.
+pub const MIN_BATCH_CAP: usize = 16;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Something that can be viewed as a video frame (a mapped GStreamer buffer, owned bytes).
+/// It travels to the engine's worker thread and is dropped there once analysed, before the
+/// request is answered.
+pub trait FrameSource: Send {
+    /// Borrows the frame's planes.
+    fn frame(&self) -> Result<Frame<'_>, String>;
+}
+
+impl FrameSource for crate::preprocess::OwnedFrame {
+    fn frame(&self) -> Result<Frame<'_>, String> {
+        Ok(self.as_frame())
+    }
+}
+
+impl<T: FrameSource + Sync> FrameSource for Arc<T> {
+    fn frame(&self) -> Result<Frame<'_>, String> {
+        (**self).frame()
+    }
+}
+
+/// What the models say about one frame, before the threshold decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    /// Class index predicted by M (into the engine's knowledge base classes).
+    pub class: usize,
+    /// M's softmax confidence.
+    pub confidence: f32,
+    /// Knowledge base parts K found.
+    pub parts: PartSet,
+}
+
+impl Analysis {
+    /// The verdict at `threshold`.
+    pub fn verdict(&self, kb: &KnowledgeBase, threshold: f32) -> Verdict {
+        Verdict::decide(kb, self.class, self.confidence, &self.parts, threshold)
+    }
+}
+
+/// Time spent per stage, summed over frames or batches (thread time: stages that run on
+/// several threads at once count once per thread).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StageTimes {
+    /// Waiting in the engine's queue (per request, summed).
+    pub queue: Duration,
+    /// Frames to canonical images (mapping, crop, resize, colour conversion).
+    pub preprocess: Duration,
+    /// Classifier M (normalisation, forward, softmax, copy back).
+    pub classifier: Duration,
+    /// Part extractor K (normalisation, forward).
+    pub extractor: Duration,
+    /// Parts from K's output (segmentation statistics, copy back).
+    pub parts: Duration,
+}
+
+impl StageTimes {
+    fn add(&mut self, o: &StageTimes) {
+        self.queue += o.queue;
+        self.preprocess += o.preprocess;
+        self.classifier += o.classifier;
+        self.extractor += o.extractor;
+        self.parts += o.parts;
+    }
+}
+
+/// What one request's answer carries besides the results.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Frames in the forward pass(es) this request was part of.
+    pub batch_frames: usize,
+    /// Time from submission to answer.
+    pub elapsed: Duration,
+}
+
+/// An engine's counters since it was loaded.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EngineStats {
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests dropped because their stream cancelled them (flush, stop).
+    pub cancelled: u64,
+    /// Forward passes (one per batch).
+    pub batches: u64,
+    /// Frames analysed.
+    pub frames: u64,
+    /// Largest batch so far.
+    pub largest_batch: usize,
+    /// Time per stage, summed over all batches (queue: over all requests).
+    pub stages: StageTimes,
+}
+
+/// Cancellation of a stream's queued requests: a request is stale once the stream's
+/// generation counter has moved past the value it was submitted with.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    counter: Arc<AtomicU64>,
+    value: u64,
+}
+
+impl Generation {
+    /// The current generation of `counter`.
+    pub fn current(counter: &Arc<AtomicU64>) -> Self {
+        Self {
+            counter: counter.clone(),
+            value: counter.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Whether the stream has moved on (flushed or stopped) since.
+    pub fn is_stale(&self) -> bool {
+        self.counter.load(Ordering::SeqCst) != self.value
+    }
+}
+
+/// The answer to a request.
+pub type Answer = Result<Vec<Analysis>, String>;
+
+/// Work for the engine: frames and what to do with their analyses.
+pub struct Request {
+    frames: Vec<Box<dyn FrameSource>>,
+    reply: Box<dyn FnOnce(Answer, Timing) + Send>,
+    generation: Option<Generation>,
+    submitted: Instant,
+}
+
+impl Request {
+    /// A request for `frames`; `reply` is called on the engine's worker thread with one
+    /// analysis per frame (in order) or an error. The frames are dropped before `reply` runs.
+    pub fn new(
+        frames: Vec<Box<dyn FrameSource>>,
+        reply: impl FnOnce(Answer, Timing) + Send + 'static,
+    ) -> Self {
+        Self {
+            frames,
+            reply: Box::new(reply),
+            generation: None,
+            submitted: Instant::now(),
+        }
+    }
+
+    /// Skips the request (answering `Err`) if `generation` is stale when the worker gets to it.
+    pub fn cancellable(mut self, generation: Generation) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+
+    fn is_stale(&self) -> bool {
+        self.generation.as_ref().is_some_and(Generation::is_stale)
+    }
+}
+
+/// Message of the error answering cancelled requests.
+pub const CANCELLED: &str = "cancelled";
+
+/// How an engine runs (besides the detector configuration).
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Threads of one forward pass on the CPU (0: one per available core). A batch of at
+    /// least this many frames is split between them; a smaller one runs M and K side by
+    /// side. Each thread uses one libtorch intra-op thread.
+    pub threads: usize,
+    /// The largest batch this user submits (raises the engine's batch cap if larger).
+    pub batch: usize,
+    /// Share the engine with other users of the same configuration (`false`: a private one).
+    pub shared: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            batch: 1,
+            shared: true,
+        }
+    }
+}
+
+impl EngineOptions {
+    fn resolved_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+}
+
+/// What makes two engines interchangeable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EngineKey {
+    classifier: PathBuf,
+    extractor: PathBuf,
+    knowledge: PathBuf,
+    class_set: Option<String>,
+    device: String,
+    min_area: Option<u32>,
+    min_confidence: Option<u32>,
+    scaling: Scaling,
+    threads: usize,
+}
+
+impl EngineKey {
+    fn new(config: &DetectorConfig, options: &EngineOptions) -> Result<Self, DetectorError> {
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+        let device = parse_device(&config.device)?;
+        Ok(Self {
+            classifier: canonical(&config.classifier),
+            extractor: canonical(&config.extractor),
+            knowledge: canonical(&config.knowledge),
+            class_set: config.class_set.clone(),
+            device: device_name(device),
+            min_area: config.min_area.map(f32::to_bits),
+            min_confidence: config.min_confidence.map(f32::to_bits),
+            scaling: config.scaling,
+            threads: if device == Device::Cpu {
+                options.resolved_threads()
+            } else {
+                0
+            },
+        })
+    }
+
+    /// A short description for logs and reports.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} + {} on {}{}",
+            self.classifier.display(),
+            self.extractor.display(),
+            self.device,
+            if self.threads > 0 {
+                format!(" ({} threads)", self.threads)
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+static REGISTRY: LazyLock<Mutex<HashMap<EngineKey, Weak<Engine>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The live engine for `config` (loading one if there is none). With `options.shared =
+/// false`, always a new private engine.
+pub fn acquire(
+    config: &DetectorConfig,
+    options: &EngineOptions,
+) -> Result<Arc<Engine>, DetectorError> {
+    let key = EngineKey::new(config, options)?;
+    if !options.shared {
+        return Ok(Arc::new(Engine::start(key, config, options, false)?));
+    }
+    let mut registry = lock(&REGISTRY);
+    if let Some(engine) = registry.get(&key).and_then(Weak::upgrade) {
+        engine.raise_batch_cap(options.batch);
+        engine.users_total.fetch_add(1, Ordering::SeqCst);
+        return Ok(engine);
+    }
+    let engine = Arc::new(Engine::start(key.clone(), config, options, true)?);
+    registry.retain(|_, w| w.strong_count() > 0);
+    registry.insert(key, Arc::downgrade(&engine));
+    Ok(engine)
+}
+
+/// A live shared engine, as [`live_engines`] reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineStatus {
+    /// Models, device, threads.
+    pub description: String,
+    /// Handles held right now (streams using it).
+    pub users: usize,
+    /// Streams that acquired it since it was loaded.
+    pub users_total: usize,
+    /// Counters.
+    pub stats: EngineStats,
+}
+
+/// The shared engines alive in this process.
+pub fn live_engines() -> Vec<EngineStatus> {
+    let engines: Vec<Arc<Engine>> = lock(&REGISTRY).values().filter_map(Weak::upgrade).collect();
+    engines
+        .iter()
+        // Minus the handle held here.
+        .map(|e| e.status(Arc::strong_count(e) - 1))
+        .collect()
+}
+
+/// A loaded detector and the worker thread that runs it.
+pub struct Engine {
+    key: EngineKey,
+    shared: bool,
+    jobs: Option<Sender<Request>>,
+    worker: Option<JoinHandle<()>>,
+    kb: Arc<KnowledgeBase>,
+    calibrated_threshold: f32,
+    threshold: f32,
+    device: Device,
+    batch_cap: Arc<AtomicUsize>,
+    users_total: AtomicUsize,
+    stats: Arc<Mutex<EngineStats>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("key", &self.key)
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    fn start(
+        key: EngineKey,
+        config: &DetectorConfig,
+        options: &EngineOptions,
+        shared: bool,
+    ) -> Result<Self, DetectorError> {
+        let threads = key.threads;
+        // Loading runs probe forward passes: one intra-op thread, as the engine's threads.
+        let caller_threads = tch::get_num_threads();
+        tch::set_num_threads(1);
+        let detector = Detector::load(config);
+        tch::set_num_threads(caller_threads);
+        let detector = detector?;
+        let kb = Arc::new(detector.knowledge().clone());
+        let calibrated_threshold = detector
+            .classifier()
+            .model()
+            .info()
+            .calibration
+            .as_ref()
+            .map_or(FALLBACK_THRESHOLD, |c| c.threshold);
+        let threshold = detector.threshold();
+        let device = detector.device();
+        if device.is_cuda() {
+            // Inputs have fixed sizes: let cuDNN pick its fastest algorithms.
+            tch::Cuda::cudnn_set_benchmark(true);
+        }
+        let batch_cap = Arc::new(AtomicUsize::new(options.batch.max(MIN_BATCH_CAP)));
+        let stats = Arc::new(Mutex::new(EngineStats::default()));
+        let (jobs, rx) = crossbeam_channel::unbounded();
+        let worker = Worker {
+            detector,
+            batch_cap: batch_cap.clone(),
+            stats: stats.clone(),
+            threads,
+        };
+        let handle = std::thread::Builder::new()
+            .name("unmask-engine".into())
+            .spawn(move || worker.run(rx))
+            .map_err(|e| DetectorError::Contract {
+                path: config.classifier.clone(),
+                reason: format!("cannot start the engine thread: {e}"),
+            })?;
+        Ok(Self {
+            key,
+            shared,
+            jobs: Some(jobs),
+            worker: Some(handle),
+            kb,
+            calibrated_threshold,
+            threshold,
+            device,
+            batch_cap,
+            users_total: AtomicUsize::new(1),
+            stats,
+        })
+    }
+
+    fn raise_batch_cap(&self, batch: usize) {
+        self.batch_cap.fetch_max(batch, Ordering::SeqCst);
+    }
+
+    /// The knowledge base restricted to the classifier's classes (what analyses index).
+    pub fn knowledge(&self) -> &Arc<KnowledgeBase> {
+        &self.kb
+    }
+
+    /// The classifier's calibrated threshold (or the fallback).
+    pub fn calibrated_threshold(&self) -> f32 {
+        self.calibrated_threshold
+    }
+
+    /// The threshold of the configuration the engine was loaded with.
+    pub fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    /// The device the models run on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Whether other users of the same configuration share this engine.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// What the engine is.
+    pub fn key(&self) -> &EngineKey {
+        &self.key
+    }
+
+    /// The most frames that go into one forward pass.
+    pub fn batch_cap(&self) -> usize {
+        self.batch_cap.load(Ordering::SeqCst)
+    }
+
+    /// Counters since loading.
+    pub fn stats(&self) -> EngineStats {
+        lock(&self.stats).clone()
+    }
+
+    fn status(&self, users: usize) -> EngineStatus {
+        EngineStatus {
+            description: self.key.describe(),
+            users,
+            users_total: self.users_total.load(Ordering::SeqCst),
+            stats: self.stats(),
+        }
+    }
+
+    /// Queues a request; never blocks. Fails only if the worker has stopped.
+    pub fn submit(&self, request: Request) -> Result<(), String> {
+        let jobs = self.jobs.as_ref().ok_or("the engine has stopped")?;
+        jobs.send(request)
+            .map_err(|_| "the engine's worker thread has stopped".to_owned())
+    }
+
+    /// Analyses frames and waits for the answer.
+    pub fn analyse(
+        &self,
+        frames: Vec<Box<dyn FrameSource>>,
+    ) -> Result<(Vec<Analysis>, Timing), String> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.submit(Request::new(frames, move |answer, timing| {
+            let _ = tx.send((answer, timing));
+        }))?;
+        let (answer, timing) = rx
+            .recv()
+            .map_err(|_| "the engine dropped the request".to_owned())?;
+        answer.map(|a| (a, timing))
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Closing the channel ends the worker once it has answered what is queued.
+        drop(self.jobs.take());
+        if let Some(handle) = self.worker.take()
+            && handle.thread().id() != std::thread::current().id()
+        {
+            let _ = handle.join();
+        }
+        if self.shared {
+            lock(&REGISTRY).retain(|_, w| w.strong_count() > 0);
+        }
+    }
+}
+
+/// The engine's worker thread.
+struct Worker {
+    detector: Detector,
+    batch_cap: Arc<AtomicUsize>,
+    stats: Arc<Mutex<EngineStats>>,
+    threads: usize,
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown error");
+    format!("panic: {text}")
+}
+
+impl Worker {
+    fn run(self, jobs: Receiver<Request>) {
+        tch::set_num_threads(1);
+        // Inference only: no autograd bookkeeping on this thread.
+        let _no_grad = tch::no_grad_guard();
+        while let Ok(first) = jobs.recv() {
+            let cap = self.batch_cap.load(Ordering::SeqCst).max(1);
+            let mut requests = vec![first];
+            let mut frames = requests[0].frames.len();
+            while frames < cap {
+                match jobs.try_recv() {
+                    Ok(r) => {
+                        frames += r.frames.len();
+                        requests.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.process(requests, cap);
+        }
+    }
+
+    fn process(&self, requests: Vec<Request>, cap: usize) {
+        let start = Instant::now();
+        let mut live = Vec::with_capacity(requests.len());
+        let mut cancelled = 0;
+        let mut queue = Duration::ZERO;
+        for r in requests {
+            queue += start.saturating_duration_since(r.submitted);
+            if r.is_stale() {
+                cancelled += 1;
+                let elapsed = r.submitted.elapsed();
+                drop(r.frames);
+                (r.reply)(
+                    Err(CANCELLED.into()),
+                    Timing {
+                        batch_frames: 0,
+                        elapsed,
+                    },
+                );
+            } else {
+                live.push(r);
+            }
+        }
+        if live.is_empty() {
+            lock(&self.stats).cancelled += cancelled;
+            return;
+        }
+        let mut stages = StageTimes {
+            queue,
+            ..StageTimes::default()
+        };
+        // Borrow every frame; a request whose frames cannot be read fails alone.
+        let mut answers: Vec<Option<Answer>> = Vec::with_capacity(live.len());
+        let mut frames: Vec<Frame<'_>> = Vec::new();
+        let mut owners: Vec<usize> = Vec::new();
+        for (i, r) in live.iter().enumerate() {
+            match r
+                .frames
+                .iter()
+                .map(|f| {
+                    let frame = f.frame()?;
+                    frame.validate().map_err(|e| e.to_string())?;
+                    Ok(frame)
+                })
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(fs) => {
+                    owners.extend(std::iter::repeat_n(i, fs.len()));
+                    frames.extend(fs);
+                    answers.push(None);
+                }
+                Err(e) => answers.push(Some(Err(e))),
+            }
+        }
+        let total = frames.len();
+        let mut batches = 0;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut out = Vec::with_capacity(total);
+            for chunk in frames.chunks(cap) {
+                out.extend(self.analyse(chunk, &mut stages)?);
+                batches += 1;
+            }
+            Ok::<_, String>(out)
+        }))
+        .unwrap_or_else(|panic| Err(panic_message(panic.as_ref())));
+        drop(frames);
+        match result {
+            Ok(analyses) => {
+                let mut per_request: Vec<Vec<Analysis>> = vec![Vec::new(); live.len()];
+                for (a, owner) in analyses.into_iter().zip(owners) {
+                    per_request[owner].push(a);
+                }
+                for (answer, list) in answers.iter_mut().zip(per_request) {
+                    if answer.is_none() {
+                        *answer = Some(Ok(list));
+                    }
+                }
+            }
+            Err(e) => {
+                for answer in answers.iter_mut().filter(|a| a.is_none()) {
+                    *answer = Some(Err(e.clone()));
+                }
+            }
+        }
+        {
+            let mut s = lock(&self.stats);
+            s.requests += live.len() as u64;
+            s.cancelled += cancelled;
+            s.batches += batches;
+            s.frames += total as u64;
+            s.largest_batch = s.largest_batch.max(total.min(cap));
+            s.stages.queue += stages.queue;
+            s.stages.preprocess += stages.preprocess;
+            s.stages.classifier += stages.classifier;
+            s.stages.extractor += stages.extractor;
+            s.stages.parts += stages.parts;
+        }
+        for (r, answer) in live.into_iter().zip(answers) {
+            let elapsed = r.submitted.elapsed();
+            drop(r.frames);
+            (r.reply)(
+                answer.unwrap_or_else(|| Err("no answer".into())),
+                Timing {
+                    batch_frames: total,
+                    elapsed,
+                },
+            );
+        }
+    }
+
+    /// One forward pass (padded to the models' fixed batch if they have one).
+    fn analyse(
+        &self,
+        frames: &[Frame<'_>],
+        stages: &mut StageTimes,
+    ) -> Result<Vec<Analysis>, String> {
+        let d = &self.detector;
+        let fixed = d.max_batch().map(|n| n.max(1) as usize);
+        if let Some(fixed) = fixed
+            && frames.len() != fixed
+        {
+            let mut out = Vec::with_capacity(frames.len());
+            for chunk in frames.chunks(fixed) {
+                let mut padded = chunk.to_vec();
+                while padded.len() < fixed {
+                    padded.push(chunk[chunk.len() - 1].clone());
+                }
+                let mut a = self.analyse_exact(&padded, stages)?;
+                a.truncate(chunk.len());
+                out.extend(a);
+            }
+            return Ok(out);
+        }
+        self.analyse_exact(frames, stages)
+    }
+
+    fn analyse_exact(
+        &self,
+        frames: &[Frame<'_>],
+        stages: &mut StageTimes,
+    ) -> Result<Vec<Analysis>, String> {
+        let d = SharedDetector(&self.detector);
+        let width = self.threads.max(1);
+        if width == 1 || self.detector.device() != Device::Cpu || frames.is_empty() {
+            return d.analyse(frames, stages);
+        }
+        if frames.len() >= width {
+            // Data parallel: each thread analyses its share of the frames.
+            let per = frames.len().div_ceil(width);
+            let jobs: Vec<_> = frames
+                .chunks(per)
+                .map(|chunk| {
+                    move || {
+                        let mut st = StageTimes::default();
+                        let r = d.analyse(chunk, &mut st);
+                        (r, st)
+                    }
+                })
+                .collect();
+            let mut out = Vec::with_capacity(frames.len());
+            for (r, st) in fork_join(jobs) {
+                stages.add(&st);
+                out.extend(r?);
+            }
+            return Ok(out);
+        }
+        // Fewer frames than threads: pre-process here, then M and K side by side.
+        let t0 = Instant::now();
+        let (m_images, k_images) = self
+            .detector
+            .frames_to_images(frames)
+            .map_err(|e| e.to_string())?;
+        let k_images = k_images.unwrap_or_else(|| m_images.shallow_clone());
+        stages.preprocess += t0.elapsed();
+        let m_job = move || {
+            let t = Instant::now();
+            let r = d.predict(&m_images).map(Either::M);
+            (r, t.elapsed(), Duration::ZERO)
+        };
+        let k_job = move || {
+            let t = Instant::now();
+            let out = match d.raw_parts(&k_images) {
+                Ok(out) => out,
+                Err(e) => return (Err(e), t.elapsed(), Duration::ZERO),
+            };
+            let t1 = Instant::now();
+            let parts = d.parts(&out);
+            (Ok(Either::K(parts)), t1 - t, t1.elapsed())
+        };
+        let jobs: Vec<Box<dyn FnOnce() -> _ + Send + '_>> = vec![Box::new(m_job), Box::new(k_job)];
+        let mut predictions = Vec::new();
+        let mut parts = Vec::new();
+        for (r, forward, after) in fork_join(jobs) {
+            match r? {
+                Either::M(p) => {
+                    predictions = p;
+                    stages.classifier += forward;
+                }
+                Either::K(p) => {
+                    parts = p;
+                    stages.extractor += forward;
+                    stages.parts += after;
+                }
+            }
+        }
+        Ok(zip_analyses(predictions, parts))
+    }
+}
+
+enum Either {
+    M(Vec<(usize, f32)>),
+    K(Vec<PartSet>),
+}
+
+fn zip_analyses(predictions: Vec<(usize, f32)>, parts: Vec<PartSet>) -> Vec<Analysis> {
+    predictions
+        .into_iter()
+        .zip(parts)
+        .map(|((class, confidence), parts)| Analysis {
+            class,
+            confidence,
+            parts,
+        })
+        .collect()
+}
+
+/// A detector borrowed by the threads of one forward pass.
+#[derive(Clone, Copy)]
+struct SharedDetector<'a>(&'a Detector);
+
+// SAFETY: the threads only read the detector. TorchScript forward passes on one module may
+// run concurrently, and the tensors the detector holds (normalisation constants) are only
+// read, never modified; libtorch's reference counts are atomic.
+unsafe impl Send for SharedDetector<'_> {}
+unsafe impl Sync for SharedDetector<'_> {}
+
+impl SharedDetector<'_> {
+    fn predict(&self, images: &Tensor) -> Result<Vec<(usize, f32)>, String> {
+        self.0
+            .classifier()
+            .predict(images)
+            .map_err(|e| e.to_string())
+    }
+
+    fn raw_parts(&self, images: &Tensor) -> Result<Tensor, String> {
+        self.0.extractor().raw(images).map_err(|e| e.to_string())
+    }
+
+    fn parts(&self, out: &Tensor) -> Vec<PartSet> {
+        self.0.parts_from_channels(&self.0.extractor().decide(out))
+    }
+
+    /// Everything on the current thread, stage by stage.
+    fn analyse(
+        &self,
+        frames: &[Frame<'_>],
+        stages: &mut StageTimes,
+    ) -> Result<Vec<Analysis>, String> {
+        let d = self.0;
+        let sync = |device: Device| {
+            if let Device::Cuda(i) = device {
+                tch::Cuda::synchronize(i as i64);
+            }
+        };
+        let t0 = Instant::now();
+        let (m_images, k_images) = d.frames_to_images(frames).map_err(|e| e.to_string())?;
+        sync(d.device());
+        let t1 = Instant::now();
+        let predictions = self.predict(&m_images)?;
+        let t2 = Instant::now();
+        let out = self.raw_parts(k_images.as_ref().unwrap_or(&m_images))?;
+        sync(d.device());
+        let t3 = Instant::now();
+        let parts = self.parts(&out);
+        let t4 = Instant::now();
+        stages.preprocess += t1 - t0;
+        stages.classifier += t2 - t1;
+        stages.extractor += t3 - t2;
+        stages.parts += t4 - t3;
+        Ok(zip_analyses(predictions, parts))
+    }
+}
+
+/// Runs `jobs` at the same time, the first on the current thread and each other on a thread
+/// of its own, every one with a single libtorch intra-op thread and without autograd; returns
+/// their results in order.
+///
+/// Parallelism at the level of whole forward passes (or whole batches): no fine-grained
+/// barriers between threads, so a core taken by another process slows one job down instead
+/// of stalling every operator of every job (which is what libtorch's OpenMP intra-op
+/// parallelism does on a busy machine).
+pub fn fork_join<'a, R: Send + 'a>(jobs: Vec<impl FnOnce() -> R + Send + 'a>) -> Vec<R> {
+    let mut jobs = jobs.into_iter();
+    let Some(first) = jobs.next() else {
+        return Vec::new();
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .map(|job| {
+                scope.spawn(move || {
+                    tch::set_num_threads(1);
+                    let _no_grad = tch::no_grad_guard();
+                    job()
+                })
+            })
+            .collect();
+        let mut out = vec![first()];
+        out.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+        );
+        out
+    })
+}
