@@ -518,12 +518,15 @@ fn wait_eos(pipeline: &gst::Pipeline, timeout: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A buffer count and when it was reached.
+type Mark = Option<(Instant, u64)>;
+
 /// Counts buffers reaching the sinks and times the window after the warm-up.
 #[derive(Default)]
 struct Counter {
     count: AtomicU64,
     skip: u64,
-    window: Mutex<(Option<(Instant, u64)>, Option<(Instant, u64)>)>,
+    window: Mutex<(Mark, Mark)>,
 }
 
 impl Counter {
@@ -744,6 +747,7 @@ struct ReferenceVerdict {
     corrected: String,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_reference(
     opts: &BenchOptions,
     python: &std::path::Path,

@@ -209,7 +209,11 @@ fn pipeline_scripts_run_with_the_built_plugin() {
 
 #[test]
 fn gst_inspect_describes_the_overlay() {
-    if Command::new("gst-inspect-1.0").arg("--version").output().is_err() {
+    if Command::new("gst-inspect-1.0")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skip: gst-inspect-1.0 is not installed");
         return;
     }
