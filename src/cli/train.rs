@@ -33,6 +33,10 @@ pub struct TrainArgs {
     /// Held-out images for the reported metrics.
     #[arg(long, default_value_t = TrainOptions::default().eval_images)]
     eval_images: usize,
+    /// Do not train the part extractor: re-measure the existing `k-parts.pt` in `--out` (with
+    /// its modelinfo's thresholds) and update its report entry.
+    #[arg(long)]
+    remeasure_extractor: bool,
     /// libtorch intra-op threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     threads: i32,
@@ -74,7 +78,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         classifiers: Vec::new(),
     });
     let start = Instant::now();
-    if wanted(&args.only, "k", false) {
+    if args.remeasure_extractor {
+        eprintln!("re-measuring the part extractor K");
+        let r = train::measure_extractor(&opts, report.extractor.as_ref())
+            .context("measuring the part extractor")?;
+        eprintln!(
+            "  k-parts: mean image Jaccard {:.3}, mean part IoU {:.3}",
+            r.heldout.mean_image_jaccard, r.heldout.mean_part_iou
+        );
+        report.extractor = Some(r);
+        save_report(&mut report, &report_path, &start)?;
+    } else if wanted(&args.only, "k", false) {
         eprintln!(
             "training the part extractor K ({} steps)",
             opts.extractor_steps

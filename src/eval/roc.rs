@@ -5,9 +5,28 @@ use serde::{Deserialize, Serialize};
 /// One point of a ROC curve: flagging scores `>= threshold`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RocPoint {
+    /// `+∞` for the first point (nothing flagged), written as `null` in JSON.
+    #[serde(with = "infinite_as_null")]
     pub threshold: f64,
     pub false_positive_rate: f64,
     pub true_positive_rate: f64,
+}
+
+/// JSON has no infinity: `+∞` travels as `null`.
+mod infinite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if value.is_finite() {
+            serializer.serialize_f64(*value)
+        } else {
+            serializer.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::INFINITY))
+    }
 }
 
 /// The ROC curve of `positives` against `negatives` (higher score = more suspicious), from
@@ -106,13 +125,27 @@ mod tests {
     }
 
     #[test]
+    fn curves_survive_a_json_round_trip() {
+        let curve = roc_curve(&[0.9, 0.4], &[0.5, 0.1]);
+        assert_eq!(curve[0].threshold, f64::INFINITY);
+        let json = serde_json::to_string(&curve).unwrap();
+        assert!(json.starts_with(r#"[{"threshold":null,"#), "{json}");
+        let back: Vec<RocPoint> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, curve);
+    }
+
+    #[test]
     fn operating_point_respects_the_fpr_budget() {
         let pos = [0.9, 0.8, 0.6, 0.3];
         let neg = [0.7, 0.2, 0.1, 0.05];
         let curve = roc_curve(&pos, &neg);
         let p = best_at_fpr(&curve, 0.0);
         assert_eq!((p.false_positive_rate, p.true_positive_rate), (0.0, 0.5));
+        // Flagging scores >= 0.3 catches every positive and only the negative at 0.7.
         let p = best_at_fpr(&curve, 0.25);
-        assert_eq!((p.false_positive_rate, p.true_positive_rate), (0.25, 0.75));
+        assert_eq!((p.false_positive_rate, p.true_positive_rate), (0.25, 1.0));
+        assert_eq!(p.threshold, 0.3);
+        let p = best_at_fpr(&curve, 0.2);
+        assert_eq!((p.false_positive_rate, p.true_positive_rate), (0.0, 0.5));
     }
 }

@@ -134,6 +134,9 @@ pub struct ExtractorReport {
     pub min_confidence: f32,
     /// Held-out metrics.
     pub heldout: metrics::ExtractorMetrics,
+    /// How this entry came about when it is not a plain training run (e.g. re-measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 fn world_kb() -> anyhow::Result<crate::KnowledgeBase> {
@@ -541,6 +544,59 @@ pub fn train_extractor(opts: &TrainOptions) -> anyhow::Result<ExtractorReport> {
         min_area,
         min_confidence,
         heldout,
+        note: None,
+    })
+}
+
+/// Re-measures the held-out metrics of an existing part extractor in `opts.out_dir` with the
+/// thresholds of its modelinfo, without training. Training fields that a measurement cannot
+/// know come from `previous` (an earlier report entry) or are zero, and `note` says so.
+pub fn measure_extractor(
+    opts: &TrainOptions,
+    previous: Option<&ExtractorReport>,
+) -> anyhow::Result<ExtractorReport> {
+    let model_path = opts.out_dir.join("k-parts.pt");
+    let extractor = PartExtractor::load(&model_path, Device::Cpu)?;
+    let (min_area, min_confidence) = match extractor.output() {
+        PartOutput::Segmentation {
+            min_area,
+            min_confidence,
+        } => (min_area, min_confidence),
+        other => anyhow::bail!(
+            "{}: not a segmentation extractor ({other:?})",
+            model_path.display()
+        ),
+    };
+    // A traced, frozen module keeps its weights as constants: count those of the architecture.
+    let parameters = {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = PartSegNet::new(
+            &vs.root(),
+            &SegNetConfig::shipped(partsworld::PARTS.len() as i64),
+        );
+        parameter_count(&vs)
+    };
+    let heldout =
+        metrics::extractor_metrics(&extractor, &world_kb()?, opts.eval_images, opts.batch)?;
+    let note = match previous {
+        Some(p) => p.note.clone(),
+        None => Some(format!(
+            "re-measured without training: the run that trained this model ({} steps of {} \
+             images) did not record its training time or final loss",
+            opts.extractor_steps, opts.batch
+        )),
+    };
+    Ok(ExtractorReport {
+        file: "k-parts.pt".into(),
+        parameters,
+        steps: previous.map_or(opts.extractor_steps, |p| p.steps),
+        images_seen: previous.map_or(opts.extractor_steps * opts.batch, |p| p.images_seen),
+        train_seconds: previous.map_or(0.0, |p| p.train_seconds),
+        final_train_loss: previous.map_or(0.0, |p| p.final_train_loss),
+        min_area,
+        min_confidence,
+        heldout,
+        note,
     })
 }
 
