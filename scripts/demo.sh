@@ -22,6 +22,8 @@ t0=$(date +%s)
 
 step "set-up (Debian packages, PyTorch for libtorch; skipped when already done)"
 ./scripts/setup.sh
+# A toolchain that setup.sh installed with rustup is not on PATH yet in this shell.
+command -v cargo >/dev/null || . "$HOME/.cargo/env"
 
 step "build the unmask tool and the GStreamer plugin"
 cargo build -p unmask --bin unmask -p gst-plugin-unmask

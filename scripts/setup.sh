@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One idempotent set-up for a fresh Debian 12 machine (called by both README commands).
-#  - Debian packages: GStreamer 1.22 dev files, tools, plugins base/good, libav, PyGObject.
+#  - Debian packages: GStreamer 1.22 dev files, tools, plugins base/good, libav, X sinks, PyGObject.
+#  - A Rust toolchain (>= 1.95, with rustfmt and clippy) through rustup when none is there.
 #  - The project's Python venv (.venv) with the pinned PyTorch (libtorch for tch).
 #  - .libtorch -> the venv's torch folder, which .cargo/config.toml points LIBTORCH at, so that
 #    plain `cargo build|test|run` work in a new shell with nothing exported.
@@ -12,6 +13,7 @@ APT_PACKAGES=(
   pkg-config build-essential
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav
+  gstreamer1.0-x curl ca-certificates
   python3-venv python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
   libfontconfig-dev fonts-dejavu-core
 )
@@ -24,9 +26,30 @@ for p in "${APT_PACKAGES[@]}"; do
 done
 if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { log "not root and no sudo: install ${missing[*]} as root"; exit 1; }
+    SUDO="sudo"
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Rust: Debian 12's own rustc (1.63) cannot build edition 2024; use rustup's.
+RUST_MIN=1.95
+[ -f "$HOME/.cargo/env" ] && ! command -v cargo >/dev/null && . "$HOME/.cargo/env"
+if ! command -v cargo >/dev/null; then
+  log "installing Rust (rustup, minimal profile with rustfmt and clippy)"
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+    sh -s -- -y --profile minimal --component rustfmt,clippy >/dev/null
+  . "$HOME/.cargo/env"
+fi
+rust_version=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$RUST_MIN" "$rust_version" | sort -V | head -n1)" != "$RUST_MIN" ]; then
+  log "rustc $rust_version is older than $RUST_MIN: run 'rustup update stable'"; exit 1
+fi
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  command -v rustup >/dev/null && rustup component add rustfmt clippy
 fi
 
 # Debian's python3 (the one python3-venv belongs to) makes the venv.

@@ -422,6 +422,7 @@ pub fn model_floor(
     let fps_parallel = if cpu && threads > 1 {
         // Tensors are Send, not Sync: each job gets its own handles.
         let shared = SharedModels(m.module(), k.module());
+        let fork = crate::engine::ForkJoin::new(threads).expect("fork-join threads");
         if batch >= threads {
             let per = batch.div_ceil(threads) as i64;
             timed_loop(seconds, batch, || {
@@ -437,7 +438,7 @@ pub fn model_floor(
                         }
                     })
                     .collect();
-                crate::engine::fork_join(jobs);
+                fork.run(jobs);
             })
         } else {
             timed_loop(seconds, batch, || {
@@ -451,7 +452,7 @@ pub fn model_floor(
                         let _ = s.1.forward_ts(&[ki]).expect("K");
                     }),
                 ];
-                crate::engine::fork_join(jobs);
+                fork.run(jobs);
             })
         }
     } else {

@@ -56,6 +56,25 @@ pub struct DetectorConfig {
     pub scaling: Scaling,
 }
 
+impl DetectorConfig {
+    /// The shipped parts-world models of `class_set` and `variant` (see [`crate::paths`]) on
+    /// the `auto` device, with their calibrated thresholds and centre-crop scaling: what the
+    /// `unmask` element uses when no property is set.
+    pub fn shipped(class_set: &str, variant: &str) -> Self {
+        Self {
+            classifier: crate::paths::default_classifier(class_set, variant),
+            extractor: crate::paths::default_extractor(),
+            knowledge: crate::paths::default_knowledge(),
+            class_set: None,
+            device: "auto".into(),
+            threshold: None,
+            min_area: None,
+            min_confidence: None,
+            scaling: Scaling::Crop,
+        }
+    }
+}
+
 /// The composed detector.
 #[derive(Debug)]
 pub struct Detector {
@@ -163,6 +182,22 @@ impl Detector {
                 ))
             })?;
             part_of_channel[channel] = Some(part);
+        }
+        let expected: PartSet = (0..kb.classes().len())
+            .flat_map(|c| kb.expected_parts(c).iter())
+            .collect();
+        let unfindable: Vec<&str> = expected
+            .iter()
+            .filter(|p| !part_of_channel.contains(&Some(*p)))
+            .map(|p| kb.parts()[p].as_str())
+            .collect();
+        if !unfindable.is_empty() {
+            log::warn!(
+                "part extractor {} cannot report {unfindable:?}, which the classes of {} \
+                 expect: their similarity can never reach 1",
+                extractor.model().path().display(),
+                classifier.model().path().display()
+            );
         }
         Ok(Self {
             classifier,

@@ -7,8 +7,10 @@
 //! last stream using it lets go of its [`Arc<Engine>`].
 //!
 //! Each engine has one worker thread. Streams submit [`Request`]s (one or more frames, and a
-//! callback for the answer) through an unbounded crossbeam channel, so submitting never
-//! blocks; streams bound their own number of frames in flight. The worker takes the first
+//! callback for the answer) through a bounded crossbeam channel ([`REQUEST_QUEUE`] requests):
+//! [`Engine::submit`] never blocks and hands a request back when the queue is full, so a live
+//! stream counts a drop instead of waiting; [`Engine::analyse`] (sync mode) waits for room.
+//! Streams also bound their own frames in flight, so one stream cannot fill the queue for all. The worker takes the first
 //! waiting request and then everything else already queued, up to the engine's batch cap,
 //! converts all those frames to one batch, runs M and K once on it and answers each request
 //! with its own slice of the results. N cameras therefore share one copy of the models and
@@ -40,6 +42,20 @@ use crate::similarity::Verdict;
 /// Smallest batch cap of an engine: frames of several requests (streams) go into one forward
 /// pass up to this many, or up to the largest batch a user asked for if that is more.
 pub const MIN_BATCH_CAP: usize = 16;
+
+/// Capacity of an engine's request queue (requests waiting for the worker, all streams).
+pub const REQUEST_QUEUE: usize = 256;
+
+/// Why [`Engine::submit`] did not queue a request.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The request queue is full: the request was not queued (and will not be answered).
+    #[error("the engine's request queue is full")]
+    Full,
+    /// The worker thread has stopped.
+    #[error("the engine's worker thread has stopped")]
+    Stopped,
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -297,9 +313,11 @@ pub fn acquire(
     let mut registry = lock(&REGISTRY);
     if let Some(engine) = registry.get(&key).and_then(Weak::upgrade) {
         engine.raise_batch_cap(options.batch);
-        engine.users_total.fetch_add(1, Ordering::SeqCst);
+        let users = engine.users_total.fetch_add(1, Ordering::SeqCst) + 1;
+        log::debug!("sharing engine {} ({users} streams so far)", key.describe());
         return Ok(engine);
     }
+    log::info!("starting engine {}", key.describe());
     let engine = Arc::new(Engine::start(key.clone(), config, options, true)?);
     registry.retain(|_, w| w.strong_count() > 0);
     registry.insert(key, Arc::downgrade(&engine));
@@ -383,20 +401,23 @@ impl Engine {
         }
         let batch_cap = Arc::new(AtomicUsize::new(options.batch.max(MIN_BATCH_CAP)));
         let stats = Arc::new(Mutex::new(EngineStats::default()));
-        let (jobs, rx) = crossbeam_channel::unbounded();
+        let (jobs, rx) = crossbeam_channel::bounded(REQUEST_QUEUE);
+        let cannot_start = |reason: String| DetectorError::Contract {
+            path: config.classifier.clone(),
+            reason,
+        };
+        let fork_width = if device == Device::Cpu { threads } else { 1 };
         let worker = Worker {
             detector,
             batch_cap: batch_cap.clone(),
             stats: stats.clone(),
             threads,
+            fork: ForkJoin::new(fork_width).map_err(cannot_start)?,
         };
         let handle = std::thread::Builder::new()
             .name("unmask-engine".into())
             .spawn(move || worker.run(rx))
-            .map_err(|e| DetectorError::Contract {
-                path: config.classifier.clone(),
-                reason: format!("cannot start the engine thread: {e}"),
-            })?;
+            .map_err(|e| cannot_start(format!("cannot start the engine thread: {e}")))?;
         Ok(Self {
             key,
             shared,
@@ -465,11 +486,20 @@ impl Engine {
         }
     }
 
-    /// Queues a request; never blocks. Fails only if the worker has stopped.
-    pub fn submit(&self, request: Request) -> Result<(), String> {
-        let jobs = self.jobs.as_ref().ok_or("the engine has stopped")?;
-        jobs.send(request)
-            .map_err(|_| "the engine's worker thread has stopped".to_owned())
+    /// Queues a request without blocking. A request that is not queued (queue full, worker
+    /// stopped) is dropped unanswered.
+    pub fn submit(&self, request: Request) -> Result<(), SubmitError> {
+        let jobs = self.jobs.as_ref().ok_or(SubmitError::Stopped)?;
+        jobs.try_send(request).map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => SubmitError::Full,
+            crossbeam_channel::TrySendError::Disconnected(_) => SubmitError::Stopped,
+        })
+    }
+
+    /// Queues a request, waiting for room in the queue. Fails only if the worker has stopped.
+    fn submit_blocking(&self, request: Request) -> Result<(), SubmitError> {
+        let jobs = self.jobs.as_ref().ok_or(SubmitError::Stopped)?;
+        jobs.send(request).map_err(|_| SubmitError::Stopped)
     }
 
     /// Analyses frames and waits for the answer.
@@ -478,9 +508,10 @@ impl Engine {
         frames: Vec<Box<dyn FrameSource>>,
     ) -> Result<(Vec<Analysis>, Timing), String> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.submit(Request::new(frames, move |answer, timing| {
+        self.submit_blocking(Request::new(frames, move |answer, timing| {
             let _ = tx.send((answer, timing));
-        }))?;
+        }))
+        .map_err(|e| e.to_string())?;
         let (answer, timing) = rx
             .recv()
             .map_err(|_| "the engine dropped the request".to_owned())?;
@@ -508,7 +539,9 @@ struct Worker {
     detector: Detector,
     batch_cap: Arc<AtomicUsize>,
     stats: Arc<Mutex<EngineStats>>,
+    /// Threads of a forward pass on the CPU (`1`: the worker's own only).
     threads: usize,
+    fork: ForkJoin,
 }
 
 /// The text of a caught panic.
@@ -702,7 +735,7 @@ impl Worker {
                 })
                 .collect();
             let mut out = Vec::with_capacity(frames.len());
-            for (r, st) in fork_join(jobs) {
+            for (r, st) in self.fork.run(jobs) {
                 stages.add(&st);
                 out.extend(r?);
             }
@@ -734,7 +767,7 @@ impl Worker {
         let jobs: Vec<Box<dyn FnOnce() -> _ + Send + '_>> = vec![Box::new(m_job), Box::new(k_job)];
         let mut predictions = Vec::new();
         let mut parts = Vec::new();
-        for (r, forward, after) in fork_join(jobs) {
+        for (r, forward, after) in self.fork.run(jobs) {
             match r? {
                 Either::M(p) => {
                     predictions = p;
@@ -825,35 +858,64 @@ impl SharedDetector<'_> {
     }
 }
 
-/// Runs `jobs` at the same time, the first on the current thread and each other on a thread
-/// of its own, every one with a single libtorch intra-op thread and without autograd; returns
-/// their results in order.
+/// Runs groups of jobs at the same time on persistent threads: the caller's thread and
+/// `width - 1` pool threads, each with a single libtorch intra-op thread and (on the pool)
+/// without autograd.
 ///
 /// Parallelism at the level of whole forward passes (or whole batches): no fine-grained
 /// barriers between threads, so a core taken by another process slows one job down instead
 /// of stalling every operator of every job (which is what libtorch's OpenMP intra-op
-/// parallelism does on a busy machine).
-pub fn fork_join<'a, R: Send + 'a>(jobs: Vec<impl FnOnce() -> R + Send + 'a>) -> Vec<R> {
-    let mut jobs = jobs.into_iter();
-    let Some(first) = jobs.next() else {
-        return Vec::new();
-    };
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
-            .map(|job| {
-                scope.spawn(move || {
-                    tch::set_num_threads(1);
-                    let _no_grad = tch::no_grad_guard();
-                    job()
-                })
+/// parallelism does on a busy machine). The threads live as long as the pool, so a frame
+/// costs no thread start.
+pub struct ForkJoin {
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl ForkJoin {
+    /// A pool for up to `width` jobs at once (`width <= 1`: no threads, jobs run in turn).
+    pub fn new(width: usize) -> Result<Self, String> {
+        let helpers = width.saturating_sub(1);
+        let pool = (helpers > 0)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(helpers)
+                    .thread_name(|i| format!("unmask-fork-{i}"))
+                    .start_handler(|_| tch::set_num_threads(1))
+                    .build()
+                    .map_err(|e| format!("cannot start {helpers} worker threads: {e}"))
             })
-            .collect();
-        let mut out = vec![first()];
-        out.extend(
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
-        );
-        out
-    })
+            .transpose()?;
+        Ok(Self { pool })
+    }
+
+    /// Runs `jobs` at once, the first on the current thread; returns their results in order.
+    /// A panicking job panics here once all have finished.
+    pub fn run<'a, R: Send + 'a>(&self, jobs: Vec<impl FnOnce() -> R + Send + 'a>) -> Vec<R> {
+        let mut jobs = jobs.into_iter();
+        let Some(first) = jobs.next() else {
+            return Vec::new();
+        };
+        let Some(pool) = &self.pool else {
+            return std::iter::once(first()).chain(jobs.map(|j| j())).collect();
+        };
+        let rest: Vec<_> = jobs.collect();
+        let mut slots: Vec<Option<R>> = rest.iter().map(|_| None).collect();
+        let mut head = None;
+        pool.in_place_scope(|scope| {
+            for (job, slot) in rest.into_iter().zip(slots.iter_mut()) {
+                scope.spawn(move |_| {
+                    let _no_grad = tch::no_grad_guard();
+                    *slot = Some(job());
+                });
+            }
+            head = Some(first());
+        });
+        head.into_iter()
+            .chain(
+                slots
+                    .into_iter()
+                    .map(|r| r.expect("the scope ran every job")),
+            )
+            .collect()
+    }
 }

@@ -130,6 +130,12 @@ impl Model {
             info,
         };
         model.check_output_against_contract().map_err(mismatch)?;
+        log::info!(
+            "loaded {} on {device:?}: input {:?}, {} labels",
+            path.display(),
+            model.info.input.dims,
+            model.labels.len()
+        );
         Ok(model)
     }
 

@@ -298,6 +298,15 @@ impl ModelInfo {
         if std.iter().any(|&s| s <= 0.0 || !s.is_finite()) {
             return Err(bad("std", "must be positive".into()));
         }
+        let mean = triple("mean", 0.0)?;
+        if input.ty == TensorType::Uint8 && (mean != [0.0; 3] || std != [1.0; 3]) {
+            // A uint8 input takes 0-255 pixels as they are; normalising would need floats.
+            let key = if mean != [0.0; 3] { "mean" } else { "std" };
+            return Err(bad(
+                key,
+                "a uint8 input takes 0-255 pixels; mean and std apply to float32 inputs".into(),
+            ));
+        }
         let calibration = match (role, float("threshold")?) {
             (Role::Classifier, Some(threshold)) => Some(Calibration {
                 threshold,
@@ -319,7 +328,7 @@ impl ModelInfo {
             output,
             role,
             labels: PathBuf::from(require("labels")?),
-            mean: triple("mean", 0.0)?,
+            mean,
             std,
             bgr,
             calibration,

@@ -365,3 +365,49 @@ fn async_streams_share_the_engine_without_blocking() {
         "frames of several streams went into one forward pass: {frames} frames in {batches} batches"
     );
 }
+
+#[test]
+fn a_full_request_queue_refuses_without_blocking_and_answers_what_it_took() {
+    let fx = fixture();
+    let mut config = fx.detector_config();
+    // Tens of milliseconds per forward pass (of up to 16 frames): the queue fills far faster
+    // than the worker empties it.
+    config.classifier = fx.slow_classifier(8);
+    let engine = engine::acquire(
+        &config,
+        &EngineOptions {
+            threads: 1,
+            batch: 1,
+            shared: false,
+        },
+    )
+    .unwrap();
+    let frame = Arc::new(owned(TinyScene::CleanRed, PixelFormat::Rgb, 32, 24, 0));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (mut queued, mut refused) = (0usize, 0usize);
+    let start = std::time::Instant::now();
+    for _ in 0..engine::REQUEST_QUEUE * 4 {
+        let answered = answered.clone();
+        let request = Request::new(vec![Box::new(frame.clone())], move |a, _| {
+            a.expect("analysed");
+            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        match engine.submit(request) {
+            Ok(()) => queued += 1,
+            Err(engine::SubmitError::Full) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Submitting never waited for an analysis: the submissions take far less time than the
+    // dozens of forward passes the queued ones need.
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(refused > 0, "the queue never filled ({queued} queued)");
+    assert!(queued >= engine::REQUEST_QUEUE, "{queued} queued");
+    assert!(wait_for(Duration::from_secs(60), || answered
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == queued));
+}

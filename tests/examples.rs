@@ -96,10 +96,7 @@ fn rust_example_reads_unmask_meta() {
 #[test]
 fn python_example_reads_unmask_meta() {
     let python = "/usr/bin/python3";
-    if !Path::new(python).exists() {
-        eprintln!("skip: {python} is not installed");
-        return;
-    }
+    require_program(python);
     let fx = fixture();
     let clip = clip(&fx);
     let env = plugin_env();
@@ -116,10 +113,11 @@ fn python_example_reads_unmask_meta() {
             .output()
             .unwrap(),
     );
-    if out.code == Some(77) {
-        eprintln!("skip: {}", out.stderr);
-        return;
-    }
+    assert_ne!(
+        out.code,
+        Some(PYTHON_MISSING_GI),
+        "PyGObject is missing (scripts/setup.sh installs it): {out}"
+    );
     assert_eq!(out.code, Some(0), "{out}");
     let lines = parse_lines(&out.stdout);
     check_verdicts(&lines, "read_meta.py");
@@ -139,14 +137,7 @@ fn pipeline(script: &str, env: &PluginEnv, fx: &Fixture) -> Command {
 
 #[test]
 fn pipeline_scripts_run_with_the_built_plugin() {
-    if Command::new("gst-launch-1.0")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skip: gst-launch-1.0 is not installed");
-        return;
-    }
+    require_program("gst-launch-1.0");
     let fx = fixture();
     let clip = clip(&fx);
     let env = plugin_env();
@@ -209,14 +200,7 @@ fn pipeline_scripts_run_with_the_built_plugin() {
 
 #[test]
 fn gst_inspect_describes_the_overlay() {
-    if Command::new("gst-inspect-1.0")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skip: gst-inspect-1.0 is not installed");
-        return;
-    }
+    require_program("gst-inspect-1.0");
     let env = plugin_env();
     let out = Ran::new(
         Command::new("gst-inspect-1.0")

@@ -29,6 +29,7 @@
 mod adaptive;
 mod engine;
 mod evaluate;
+pub mod frames;
 #[cfg(test)]
 mod tests;
 

@@ -1,12 +1,11 @@
 //! `unmask attack`: adversarial images or a clip with an attacked segment, for demos and for
 //! testing the element.
 //!
-//! The element centre-crops each frame to the classifier's aspect ratio and resizes the crop
-//! to the classifier's input (antialiased bilinear). So the attack works on the crop of the
-//! full-resolution frame, through `Classifier::logits` (whose differentiable resize is the
-//! same), pastes the adversarial crop back and quantises the frame to 8 bits. Every frame
-//! written is then read back through the element's 8-bit pre-processing and classified, and
-//! the prediction goes into the ground truth, so what the clip does to M is known exactly.
+//! Frames are attacked where the element looks at them ([`unmask::attack::frames`]: the
+//! region the classifier sees, through its differentiable resize, pasted back and quantised
+//! to 8 bits). Every frame written is then read back through the element's 8-bit
+//! pre-processing and classified, and the prediction goes into the ground truth, so what the
+//! clip does to M is known exactly.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,14 +13,14 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, ValueEnum};
 use serde_json::json;
-use tch::{Device, Kind, Tensor};
-use unmask::attack::{AdaptiveSpec, AttackSpec, attack_adaptive, attack_classifier, batch_seed};
+use unmask::attack::frames::{Attacker, FrameAttack};
+use unmask::attack::{AdaptiveSpec, AttackSpec};
 use unmask::clip::ClipWriter;
 use unmask::detector::{Detector, DetectorConfig};
 use unmask::model::Classifier;
 use unmask::partsworld::{self, CLASSES, Scene, SceneOptions};
 use unmask::paths;
-use unmask::preprocess::{self, Frame, PixelFormat, Scaling};
+use unmask::preprocess::Scaling;
 
 use super::common::{progress, write_json};
 
@@ -135,34 +134,6 @@ pub struct AttackArgs {
     threads: i32,
 }
 
-/// The models the attack needs.
-enum Attacker {
-    GrayBox(Box<Classifier>),
-    Adaptive(Box<Detector>),
-}
-
-impl Attacker {
-    fn classifier(&self) -> &Classifier {
-        match self {
-            Self::GrayBox(c) => c,
-            Self::Adaptive(d) => d.classifier(),
-        }
-    }
-
-    fn device(&self) -> Device {
-        self.classifier().model().device()
-    }
-
-    /// The batch size the models require, if fixed.
-    fn fixed_batch(&self) -> Option<usize> {
-        match self {
-            Self::GrayBox(c) => c.model().fixed_batch(),
-            Self::Adaptive(d) => d.max_batch(),
-        }
-        .map(|n| n.max(1) as usize)
-    }
-}
-
 /// A frame to write: RGB bytes, its true class and whether to attack it.
 struct Pending {
     index: u64,
@@ -175,109 +146,45 @@ struct Pending {
 }
 
 struct Ctx {
-    attacker: Attacker,
+    frames: FrameAttack,
+    /// The attack, for messages (an adaptive attack's base).
     spec: AttackSpec,
-    adaptive: Option<AdaptiveSpec>,
-    scaling: Scaling,
-    width: u32,
-    height: u32,
-    attack_seed: u64,
-    batches: u64,
 }
 
 impl Ctx {
     /// The classifier's prediction on an 8-bit RGB frame, through the element's pre-processing.
     fn predict(&self, rgb: &[u8]) -> anyhow::Result<(usize, f32)> {
-        let c = self.attacker.classifier();
-        let frame = Frame::packed(
-            PixelFormat::Rgb,
-            self.width as usize,
-            self.height as usize,
-            rgb,
-            self.width as usize * 3,
-        );
-        let image = preprocess::frame_to_image(
-            &frame,
-            c.model().input_size(),
-            self.scaling,
-            self.attacker.device(),
-        )?;
-        Ok(c.predict(&image)?[0])
+        Ok(self.frames.predict(rgb)?)
+    }
+
+    fn labels(&self) -> &[String] {
+        self.frames.attacker().classifier().labels()
     }
 
     fn label_name(&self, i: usize) -> String {
-        self.attacker.classifier().labels()[i].clone()
+        self.labels()[i].clone()
     }
 
-    fn label_index(&self, name: &str) -> Option<usize> {
-        self.attacker
-            .classifier()
-            .labels()
-            .iter()
-            .position(|l| l == name)
-    }
-
-    /// Attacks the crop regions of frames in place.
+    /// Attacks the frames in place, as one batch.
     fn attack(&mut self, frames: &mut [Pending]) -> anyhow::Result<()> {
-        if frames.is_empty() {
-            return Ok(());
-        }
-        let (w, h) = (self.width as usize, self.height as usize);
-        let size = self.attacker.classifier().model().input_size();
-        let (x0, y0, cw, ch) = preprocess::source_region(w, h, size, self.scaling);
-        let device = self.attacker.device();
-        let mut fulls = Vec::with_capacity(frames.len());
-        let mut labels = Vec::with_capacity(frames.len());
-        for f in frames.iter() {
-            let full = preprocess::rgb_bytes_to_image(&f.rgb, w, h);
-            fulls.push(full);
-            let label = self
-                .label_index(&f.class)
-                .ok_or_else(|| anyhow!("the classifier has no class \"{}\"", f.class))?;
-            labels.push(label as i64);
-        }
-        let regions: Vec<Tensor> = fulls
+        let labels = frames
             .iter()
-            .map(|t| {
-                t.narrow(1, y0 as i64, ch as i64)
-                    .narrow(2, x0 as i64, cw as i64)
+            .map(|f| {
+                self.labels()
+                    .iter()
+                    .position(|l| *l == f.class)
+                    .ok_or_else(|| anyhow!("the classifier has no class \"{}\"", f.class))
             })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut rgb: Vec<Vec<u8>> = frames
+            .iter_mut()
+            .map(|f| std::mem::take(&mut f.rgb))
             .collect();
-        let n = frames.len();
-        let mut images = Tensor::stack(&regions, 0);
-        let mut label_t = Tensor::from_slice(&labels);
-        if let Some(fixed) = self.attacker.fixed_batch()
-            && fixed != n
-        {
-            if n > fixed {
-                bail!("the models take batches of exactly {fixed} frames; use --batch {fixed}");
-            }
-            let last = images.narrow(0, n as i64 - 1, 1);
-            let pad: Vec<Tensor> = (n..fixed).map(|_| last.shallow_clone()).collect();
-            let pad = Tensor::cat(&pad, 0);
-            images = Tensor::cat(&[images, pad], 0);
-            let last_label = labels[n - 1];
-            label_t = Tensor::from_slice(&[labels.clone(), vec![last_label; fixed - n]].concat());
+        let result = self.frames.attack(&mut rgb, &labels);
+        for (f, rgb) in frames.iter_mut().zip(rgb) {
+            f.rgb = rgb;
         }
-        let images = images.to_kind(Kind::Float).to_device(device);
-        let seed = batch_seed(self.attack_seed, self.batches);
-        self.batches += 1;
-        let adv = match (&self.attacker, &self.adaptive) {
-            (Attacker::Adaptive(d), Some(spec)) => {
-                attack_adaptive(d, &images, &label_t, spec, seed)?.images
-            }
-            (attacker, _) => {
-                attack_classifier(attacker.classifier(), &images, &label_t, &self.spec, seed)?
-            }
-        };
-        let adv = adv.to_device(Device::Cpu);
-        for (i, (f, full)) in frames.iter_mut().zip(fulls).enumerate() {
-            full.narrow(1, y0 as i64, ch as i64)
-                .narrow(2, x0 as i64, cw as i64)
-                .copy_(&adv.get(i as i64));
-            f.rgb = preprocess::image_to_rgb_bytes(&full);
-        }
-        Ok(())
+        Ok(result?)
     }
 }
 
@@ -328,7 +235,7 @@ fn fit(img: &image::RgbImage, w: u32, h: u32) -> Vec<u8> {
     }
 }
 
-fn load_attacker(a: &AttackArgs) -> anyhow::Result<Attacker> {
+fn load_attacker(a: &AttackArgs, spec: AttackSpec) -> anyhow::Result<Attacker> {
     let classifier = a
         .classifier
         .clone()
@@ -363,7 +270,10 @@ fn load_attacker(a: &AttackArgs) -> anyhow::Result<Attacker> {
                 );
             }
         }
-        Ok(Attacker::Adaptive(Box::new(d)))
+        Ok(Attacker::Adaptive(
+            Box::new(d),
+            AdaptiveSpec::new(spec, a.lambda),
+        ))
     } else {
         let device = unmask::device::parse_device(&a.device)?;
         Ok(Attacker::GrayBox(Box::new(Classifier::load(
@@ -399,25 +309,26 @@ pub fn run(a: AttackArgs) -> anyhow::Result<ExitCode> {
     if a.threads > 0 {
         tch::set_num_threads(a.threads);
     }
-    let attacker = load_attacker(&a)?;
+    let attacker = load_attacker(&a, spec)?;
     let classifier_labels = attacker.classifier().labels().to_vec();
     if let Some(l) = &a.label
         && !classifier_labels.contains(l)
     {
         bail!("--label {l}: the classifier's classes are {classifier_labels:?}");
     }
+    let scaling = match a.scaling {
+        ScalingArg::Crop => Scaling::Crop,
+        ScalingArg::Stretch => Scaling::Stretch,
+    };
     let mut ctx = Ctx {
+        frames: FrameAttack::new(
+            attacker,
+            spec,
+            scaling,
+            (a.width as usize, a.height as usize),
+            a.attack_seed,
+        ),
         spec,
-        adaptive: a.adaptive.then(|| AdaptiveSpec::new(spec, a.lambda)),
-        attacker,
-        scaling: match a.scaling {
-            ScalingArg::Crop => Scaling::Crop,
-            ScalingArg::Stretch => Scaling::Stretch,
-        },
-        width: a.width,
-        height: a.height,
-        attack_seed: a.attack_seed,
-        batches: 0,
     };
     let user = if a.images.is_empty() {
         None
@@ -447,14 +358,9 @@ pub fn run(a: AttackArgs) -> anyhow::Result<ExitCode> {
         "adaptive": a.adaptive,
         "lambda": a.adaptive.then_some(a.lambda),
         "seed": a.attack_seed,
-        "classifier": ctx.attacker.classifier().model().path(),
-        "scaling": format!("{:?}", ctx.scaling).to_lowercase(),
-        "region": preprocess::source_region(
-            a.width as usize,
-            a.height as usize,
-            ctx.attacker.classifier().model().input_size(),
-            ctx.scaling
-        ),
+        "classifier": ctx.frames.attacker().classifier().model().path(),
+        "scaling": format!("{scaling:?}").to_lowercase(),
+        "region": ctx.frames.region(),
     });
     match (&a.video, &a.out) {
         (Some(path), _) => clip(&a, &mut ctx, path, user, opts, description),
@@ -717,8 +623,7 @@ fn stills(
     let (mut attacked, mut fooled) = (0u64, 0u64);
     let mut truth = Vec::new();
     for (i, (name, w, h, rgb, class)) in sources.into_iter().enumerate() {
-        ctx.width = w;
-        ctx.height = h;
+        ctx.frames.set_frame_size((w as usize, h as usize));
         let clean = ctx.label_name(ctx.predict(&rgb)?.0);
         let class = if !class.is_empty() {
             class

@@ -141,14 +141,18 @@ pub fn run(a: ScanArgs) -> anyhow::Result<ExitCode> {
     let scan = Scan::build(&a, &input)?;
     let interrupted = interrupt_flag();
     let started = Instant::now();
-    let pb = progress(
-        match &input {
-            Input::Images(f) => Some(f.len() as u64),
-            Input::Uri(_) => None,
-        }
-        .map(|n| a.max_frames.map_or(n, |m| m.min(n))),
-        "frames",
-    );
+    let pb = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        progress(
+            match &input {
+                Input::Images(f) => Some(f.len() as u64),
+                Input::Uri(_) => None,
+            }
+            .map(|n| a.max_frames.map_or(n, |m| m.min(n))),
+            "frames",
+        )
+    };
     let mut summary = SummaryBuilder::new();
     let mut records: Vec<FrameRecord> = Vec::new();
     let mut handle = |r: FrameRecord,

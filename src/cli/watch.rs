@@ -518,9 +518,11 @@ impl Connection {
     /// Errors of the source (or of decoding it) are worth a reconnection; the others are not.
     fn classify_error(&self, msg: &gst::Message) -> Failure {
         let (text, src) = error_text(msg).unwrap_or_default();
+        // Ours: one of the elements we added, or inside one of them (the sink that
+        // `autovideosink` picked, the encoder inside a bin).
+        let is_ours = |o: &gst::Object| self.ours.iter().any(|n| n.as_str() == o.name().as_str());
         let ours = msg.src().is_some_and(|s| {
-            let name = s.name();
-            self.ours.iter().any(|o| o.as_str() == name.as_str())
+            std::iter::successors(Some(s.clone()), |o| o.parent()).any(|o| is_ours(&o))
         });
         let src = src.unwrap_or_default();
         if ours {

@@ -112,12 +112,29 @@ impl TestFrame {
         height: usize,
         pad: usize,
     ) -> Self {
-        let rgb = tiny_scene(scene, width, height);
+        Self::from_rgb(
+            &tiny_scene(scene, width, height),
+            format,
+            width,
+            height,
+            pad,
+        )
+    }
+
+    /// A frame of packed RGB bytes (`width * height * 3`) converted to `format`, each row
+    /// padded by `pad` bytes.
+    pub fn from_rgb(
+        rgb: &[u8],
+        format: PixelFormat,
+        width: usize,
+        height: usize,
+        pad: usize,
+    ) -> Self {
         Self {
             format,
             width,
             height,
-            planes: rgb_to_format(&rgb, width, height, format, pad),
+            planes: rgb_to_format(rgb, width, height, format, pad),
             color: YuvColor::default(),
         }
     }
@@ -526,3 +543,16 @@ pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect()
 }
+
+/// Fails the test (with a hint) unless `program` runs: what the tests need is installed by
+/// `scripts/setup.sh`, so a missing tool is a broken set-up, not a reason to skip.
+pub fn require_program(program: &str) {
+    let runs = std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(runs, "{program} does not run: run scripts/setup.sh");
+}
+
+/// Exit status of the Python scripts when PyGObject or GStreamer's introspection is missing.
+pub const PYTHON_MISSING_GI: i32 = 77;

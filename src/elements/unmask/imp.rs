@@ -51,6 +51,7 @@ const DEFAULT_VARIANT: &str = paths::DEFAULT_VARIANT;
 const DEFAULT_DEVICE: &str = "auto";
 const FROM_MODEL: f64 = -1.0;
 const DEFAULT_INTERVAL: u32 = 1;
+const MAX_INTERVAL: u32 = 1_000_000;
 const DEFAULT_BATCH_SIZE: u32 = 1;
 const MAX_BATCH_SIZE: u32 = 256;
 const DEFAULT_THREADS: u32 = 0;
@@ -354,10 +355,13 @@ impl Unmask {
         if !l.sync {
             return gst::ClockTime::ZERO;
         }
+        // Saturating: a huge interval or frame duration must not overflow (or panic).
         let batching = l.frame_duration.map_or(gst::ClockTime::ZERO, |d| {
-            d * l.batch_size.saturating_sub(1) * interval
+            d.saturating_mul(l.batch_size.saturating_sub(1).saturating_mul(interval))
         });
-        l.analysis.unwrap_or(gst::ClockTime::ZERO) + batching
+        l.analysis
+            .unwrap_or(gst::ClockTime::ZERO)
+            .saturating_add(batching)
     }
 
     fn post_latency(&self) {
@@ -485,11 +489,20 @@ impl Unmask {
             Self::async_answer(&shared, &kb, &element, pts, &stale, answer, timing);
         })
         .cancellable(generation);
-        if let Err(e) = state.engine.submit(request) {
-            self.answered(1);
-            return Err(self.fail("Cannot analyse", &e));
+        match state.engine.submit(request) {
+            Ok(()) => Ok(()),
+            Err(engine::SubmitError::Full) => {
+                // Shared by many streams and full: not analysed, like a busy engine.
+                self.answered(1);
+                gst::trace!(CAT, imp = self, "engine queue full, not analysing {pts:?}");
+                lock(&self.shared.stats).dropped += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.answered(1);
+                Err(self.fail("Cannot analyse", &e.to_string()))
+            }
         }
-        Ok(())
     }
 
     fn answered(&self, n: usize) {
@@ -739,6 +752,7 @@ impl ObjectImpl for Unmask {
                     .nick("Interval")
                     .blurb("Analyse every N-th frame (the others pass without a verdict)")
                     .minimum(1)
+                    .maximum(MAX_INTERVAL)
                     .default_value(DEFAULT_INTERVAL)
                     .mutable_playing()
                     .build(),
@@ -1140,7 +1154,11 @@ impl BaseTransformImpl for Unmask {
                     imp = self,
                     "upstream latency {min}-{max:?}, adding {extra}"
                 );
-                q.set(live, min + extra, max.map(|m| m + extra));
+                q.set(
+                    live,
+                    min.saturating_add(extra),
+                    max.map(|m| m.saturating_add(extra)),
+                );
             }
             return true;
         }

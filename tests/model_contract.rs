@@ -1,0 +1,148 @@
+//! The model contract beyond the default layout: label files that are missing, empty or
+//! repeat a label fail at load time naming the file; inputs declared as BGR, NHWC or uint8
+//! receive exactly that.
+
+use std::path::{Path, PathBuf};
+
+use tch::{CModule, Device, Kind, Tensor};
+use unmask::model::{Classifier, ModelError};
+
+const LABELS: &str = "red\ngreen\nblue\n";
+
+/// A classifier that answers its input's per-channel means, traced for `input`, with the
+/// modelinfo's input `section` and `extra` lines in its `[unmask]` section.
+fn write_mean_model(
+    dir: &Path,
+    name: &str,
+    input: Tensor,
+    nhwc: bool,
+    section: &str,
+    extra: &str,
+) -> PathBuf {
+    let path = dir.join(format!("{name}.pt"));
+    let mut f = |inputs: &[Tensor]| {
+        let x = inputs[0].to_kind(Kind::Float);
+        let axes: &[i64] = if nhwc { &[1, 2] } else { &[2, 3] };
+        vec![x.mean_dim(axes, false, Kind::Float)]
+    };
+    CModule::create_by_tracing(name, "forward", &[input], &mut f)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    std::fs::write(dir.join(format!("{name}.labels")), LABELS).unwrap();
+    std::fs::write(
+        unmask::modelinfo::ModelInfo::sidecar_of(&path),
+        format!(
+            "{section}\n[logits]\ntype=float32\ndims=-1,3\ndir=output\n\n\
+             [unmask]\nrole=classifier\nlabels={name}.labels\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A canonical `[1,3,8,8]` image of one colour.
+fn solid(rgb: [f64; 3]) -> Tensor {
+    Tensor::from_slice(&rgb.map(|v| v as f32))
+        .view([1, 3, 1, 1])
+        .expand([1, 3, 8, 8], false)
+        .contiguous()
+}
+
+fn logits(c: &Classifier, image: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(c.logits(image).unwrap().flatten(0, -1)).unwrap()
+}
+
+#[test]
+fn bgr_nhwc_and_uint8_inputs_get_what_their_modelinfo_declares() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = solid([1.0, 0.5, 0.0]);
+
+    let float_nchw =
+        "[input]\ntype=float32\ndims=-1,3,8,8\ndir=input\nranges=0.0,1.0;0.0,1.0;0.0,1.0\n";
+    let zeros = Tensor::zeros([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let plain = write_mean_model(
+        dir.path(),
+        "plain",
+        zeros.shallow_clone(),
+        false,
+        float_nchw,
+        "",
+    );
+    let c = Classifier::load(&plain, Device::Cpu).unwrap();
+    assert_eq!(logits(&c, &image), [1.0, 0.5, 0.0]);
+    assert_eq!(c.predict(&image).unwrap()[0].0, 0);
+
+    let bgr = write_mean_model(
+        dir.path(),
+        "bgr",
+        zeros,
+        false,
+        float_nchw,
+        "channel-order=bgr\n",
+    );
+    let c = Classifier::load(&bgr, Device::Cpu).unwrap();
+    assert_eq!(logits(&c, &image), [0.0, 0.5, 1.0]);
+    assert_eq!(
+        c.predict(&image).unwrap()[0].0,
+        2,
+        "red in RGB is blue in BGR"
+    );
+
+    // NHWC uint8: 0-255 pixels as they are.
+    let u8_section = "[input]\ntype=uint8\ndims=-1,8,8,3\ndir=input\nranges=0,255;0,255;0,255\n";
+    let u8_input = || Tensor::zeros([2, 8, 8, 3], (Kind::Uint8, Device::Cpu));
+    let nhwc_u8 = write_mean_model(dir.path(), "nhwc_u8", u8_input(), true, u8_section, "");
+    let c = Classifier::load(&nhwc_u8, Device::Cpu).unwrap();
+    let prepared = c.model().prepare(&image);
+    assert_eq!(prepared.size(), [1, 8, 8, 3]);
+    assert_eq!(prepared.kind(), Kind::Uint8);
+    // 0.5 * 255 = 127.5 rounds to 128.
+    assert_eq!(logits(&c, &image), [255.0, 128.0, 0.0]);
+    // ... which a normalisation cannot be applied to: refused at load time.
+    let normalised = write_mean_model(
+        dir.path(),
+        "u8_mean",
+        u8_input(),
+        true,
+        u8_section,
+        "mean=0.5,0.5,0.5\n",
+    );
+    let text = Classifier::load(&normalised, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("mean") && text.contains("uint8"), "{text}");
+}
+
+#[test]
+fn bad_label_files_fail_at_load_time_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let section =
+        "[input]\ntype=float32\ndims=-1,3,8,8\ndir=input\nranges=0.0,1.0;0.0,1.0;0.0,1.0\n";
+    let zeros = Tensor::zeros([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let path = write_mean_model(dir.path(), "m", zeros, false, section, "");
+    let labels = dir.path().join("m.labels");
+    for (content, problem) in [
+        (None, ""),
+        (Some("\n# only a comment\n\n"), "no labels"),
+        (Some("red\ngreen\nred\n"), "label \"red\" appears twice"),
+    ] {
+        match content {
+            Some(c) => std::fs::write(&labels, c).unwrap(),
+            None => std::fs::remove_file(&labels).unwrap(),
+        }
+        let err = Classifier::load(&path, Device::Cpu).unwrap_err();
+        assert!(matches!(err, ModelError::Labels { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&labels.display().to_string()) && text.contains(problem),
+            "{content:?}: {text}"
+        );
+    }
+    // Two labels for a three-wide output: a contract mismatch at load time.
+    std::fs::write(&labels, "red\ngreen\n").unwrap();
+    let text = Classifier::load(&path, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("output width 3 but 2 labels"), "{text}");
+}
