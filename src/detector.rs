@@ -61,11 +61,18 @@ impl DetectorConfig {
     /// the `auto` device, with their calibrated thresholds and centre-crop scaling: what the
     /// `unmask` element uses when no property is set.
     pub fn shipped(class_set: &str, variant: &str) -> Self {
+        Self::in_dir(&crate::paths::partsworld_dir(), class_set, variant)
+    }
+
+    /// Like [`Self::shipped`], for a folder laid out like `models/partsworld`
+    /// (`m-<class set>-<variant>.pt`, `k-parts.pt`, `knowledge.json`); the classifier must
+    /// cover the class set exactly.
+    pub fn in_dir(dir: &Path, class_set: &str, variant: &str) -> Self {
         Self {
-            classifier: crate::paths::default_classifier(class_set, variant),
-            extractor: crate::paths::default_extractor(),
-            knowledge: crate::paths::default_knowledge(),
-            class_set: None,
+            classifier: dir.join(crate::paths::classifier_file(class_set, variant)),
+            extractor: dir.join(crate::paths::EXTRACTOR_FILE),
+            knowledge: dir.join(crate::paths::KNOWLEDGE_FILE),
+            class_set: Some(class_set.to_owned()),
             device: "auto".into(),
             threshold: None,
             min_area: None,

@@ -93,23 +93,33 @@ pub const DEFAULT_CLASS_SET: &str = "CS5a";
 /// Classifier variant used by default (`baseline` or `denoise`).
 pub const DEFAULT_VARIANT: &str = "denoise";
 
+/// File name of the parts-world knowledge base in a models folder.
+pub const KNOWLEDGE_FILE: &str = "knowledge.json";
+/// File name of the part extractor K in a models folder.
+pub const EXTRACTOR_FILE: &str = "k-parts.pt";
+
+/// File name of the classifier M for a class set and variant, e.g. `m-cs5a-denoise.pt`.
+pub fn classifier_file(class_set: &str, variant: &str) -> String {
+    format!(
+        "m-{}-{}.pt",
+        class_set.to_ascii_lowercase(),
+        variant.to_ascii_lowercase()
+    )
+}
+
 /// The shipped parts-world knowledge base.
 pub fn default_knowledge() -> PathBuf {
-    partsworld_dir().join("knowledge.json")
+    partsworld_dir().join(KNOWLEDGE_FILE)
 }
 
 /// The shipped part extractor K.
 pub fn default_extractor() -> PathBuf {
-    partsworld_dir().join("k-parts.pt")
+    partsworld_dir().join(EXTRACTOR_FILE)
 }
 
 /// The shipped classifier M for a class set and variant, e.g. `m-cs5a-denoise.pt`.
 pub fn default_classifier(class_set: &str, variant: &str) -> PathBuf {
-    partsworld_dir().join(format!(
-        "m-{}-{}.pt",
-        class_set.to_ascii_lowercase(),
-        variant.to_ascii_lowercase()
-    ))
+    partsworld_dir().join(classifier_file(class_set, variant))
 }
 
 #[cfg(test)]

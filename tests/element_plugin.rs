@@ -56,6 +56,7 @@ fn gst_inspect_describes_the_element() {
         "batch-size",
         "post-messages",
         "threads",
+        "active-threshold",
         "frames-seen",
         "frames-analysed",
         "frames-flagged",

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use gst::prelude::*;
 use unmask::preprocess::{PixelFormat, YuvColor, YuvMatrix};
 use unmask::testing::TinyScene;
 
@@ -221,5 +222,12 @@ fn threshold_property_applies() {
     let meta = meta_of(&out[0]).unwrap();
     assert_eq!(meta.verdict.threshold, 0.0);
     assert!(!meta.verdict.adversarial);
+    let u = p.element("u");
+    assert_eq!(u.property::<f64>("active-threshold"), 0.0);
+    // Back to the calibration (0.5 in the tiny classifier's modelinfo), while playing.
+    u.set_property("threshold", -1.0f64);
+    assert_eq!(u.property::<f64>("active-threshold"), 0.5);
+    assert_eq!(u.property::<f64>("threshold"), -1.0);
     p.stop();
+    assert_eq!(u.property::<f64>("active-threshold"), -1.0);
 }

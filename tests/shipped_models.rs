@@ -70,6 +70,14 @@ fn every_classifier_is_calibrated_and_matches_its_reported_accuracy() {
                 .unwrap_or_else(|| panic!("{set} {variant} is not calibrated"));
             assert_eq!(d.threshold(), calibration.threshold);
             assert!((0.0..=1.0).contains(&calibration.threshold));
+            // The threshold is the one the training run's calibration chose, with this K.
+            let calibrated = report
+                .calibration
+                .iter()
+                .find(|c| c.classifier == file)
+                .unwrap_or_else(|| panic!("{file} has no calibration in the training report"));
+            assert_eq!(calibrated.threshold, calibration.threshold, "{file}");
+            assert_eq!(calibration.extractor.as_deref(), Some("k-parts.pt"));
             let classes = d.knowledge().classes().to_vec();
             let n = 300;
             let batch = fresh_batch(&classes, n);

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use clap::Args;
 use unmask::detector::DetectorConfig;
 use unmask::eval::calibrate;
-use unmask::preprocess::Scaling;
 
 /// Arguments of `unmask calibrate`.
 #[derive(Debug, Args)]
@@ -45,19 +44,8 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     for set in &args.class_sets {
         for variant in &args.variants {
             let config = DetectorConfig {
-                classifier: args.models.join(format!(
-                    "m-{}-{}.pt",
-                    set.to_ascii_lowercase(),
-                    variant.to_ascii_lowercase()
-                )),
-                extractor: args.models.join("k-parts.pt"),
-                knowledge: args.models.join("knowledge.json"),
-                class_set: Some(set.clone()),
                 device: args.device.clone(),
-                threshold: None,
-                min_area: None,
-                min_confidence: None,
-                scaling: Scaling::Stretch,
+                ..DetectorConfig::in_dir(&args.models, set, variant)
             };
             let r = calibrate::calibrate(&config, args.images, args.batch, args.target_fpr)?;
             println!(

@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
+use unmask::detector::DetectorConfig;
+use unmask::eval::calibrate;
 use unmask::train::{self, TrainOptions, TrainingReport, Variant};
 
 /// Arguments of `unmask train`.
@@ -37,6 +39,16 @@ pub struct TrainArgs {
     /// its modelinfo's thresholds) and update its report entry.
     #[arg(long)]
     remeasure_extractor: bool,
+    /// After training, calibrate the classifiers' detection thresholds for this fraction of
+    /// clean images flagged (all classifiers when K was trained, else the ones trained).
+    #[arg(long, default_value_t = 0.05)]
+    target_fpr: f64,
+    /// Clean calibration images per classifier.
+    #[arg(long, default_value_t = 1000)]
+    calibration_images: usize,
+    /// Skip the calibration.
+    #[arg(long)]
+    no_calibrate: bool,
     /// libtorch intra-op threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     threads: i32,
@@ -76,8 +88,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         extractor: None,
         pretraining: None,
         classifiers: Vec::new(),
+        calibration: Vec::new(),
     });
     let start = Instant::now();
+    let mut trained_extractor = false;
     if args.remeasure_extractor {
         eprintln!("re-measuring the part extractor K");
         let r = train::measure_extractor(&opts, report.extractor.as_ref())
@@ -99,6 +113,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             r.heldout.mean_image_jaccard, r.heldout.mean_part_iou, r.train_seconds
         );
         report.extractor = Some(r);
+        trained_extractor = true;
         save_report(&mut report, &report_path, &start)?;
     }
     let wanted_classifiers: Vec<(&str, Variant, String)> = Variant::ALL
@@ -130,6 +145,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let mut trained = Vec::new();
     for (set, variant, name) in wanted_classifiers {
         eprintln!(
             "training classifier {name} ({} steps)",
@@ -143,6 +159,40 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         );
         report.classifiers.retain(|c| c.file != r.file);
         report.classifiers.push(r);
+        save_report(&mut report, &report_path, &start)?;
+        trained.push((set.to_owned(), variant));
+    }
+    if !args.no_calibrate {
+        let to_calibrate: Vec<(String, Variant)> = if trained_extractor {
+            report
+                .classifiers
+                .iter()
+                .map(|c| (c.class_set.clone(), c.variant))
+                .collect()
+        } else {
+            trained
+        };
+        for (set, variant) in to_calibrate {
+            let config = DetectorConfig {
+                device: "cpu".into(),
+                ..DetectorConfig::in_dir(&args.out, &set, variant.name())
+            };
+            let r = calibrate::calibrate(
+                &config,
+                args.calibration_images,
+                opts.batch,
+                args.target_fpr,
+            )
+            .with_context(|| format!("calibrating {}", config.classifier.display()))?;
+            eprintln!(
+                "  {}: threshold {:.3} ({:.1}% of clean images flagged)",
+                r.classifier,
+                r.threshold,
+                100.0 * r.measured_fpr
+            );
+            report.calibration.retain(|c| c.classifier != r.classifier);
+            report.calibration.push(r);
+        }
         save_report(&mut report, &report_path, &start)?;
     }
     eprintln!(
@@ -160,6 +210,9 @@ fn save_report(
     start: &Instant,
 ) -> anyhow::Result<()> {
     report.classifiers.sort_by(|a, b| a.file.cmp(&b.file));
+    report
+        .calibration
+        .sort_by(|a, b| a.classifier.cmp(&b.classifier));
     report.command = std::env::args().collect::<Vec<_>>().join(" ");
     report.machine = unmask::bench_env::machine_summary();
     report.libtorch_threads = tch::get_num_threads();

@@ -432,6 +432,13 @@ impl Connection {
         frames_before: u64,
         mut on_record: impl FnMut(FrameRecord) -> anyhow::Result<()>,
     ) -> Result<End, Failure> {
+        // Frame numbers count on across reconnections.
+        let mut on_record = |r: FrameRecord| {
+            on_record(FrameRecord {
+                frame: frames_before + r.frame,
+                ..r
+            })
+        };
         let result = self.play(a, pb, interrupted, deadline, frames_before, &mut on_record);
         if let Some(r) = &self.replay {
             r.stop();

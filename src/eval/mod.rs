@@ -19,7 +19,6 @@ use crate::attack::{
 };
 use crate::detector::{Detector, DetectorConfig};
 use crate::partsworld::{self, SceneOptions};
-use crate::preprocess::Scaling;
 use crate::similarity::realign;
 use crate::train::metrics::heldout_batches;
 use crate::train::{Variant, seeds};
@@ -156,22 +155,10 @@ fn detector_for(
     class_set: &str,
     variant: Variant,
 ) -> anyhow::Result<Detector> {
-    let dir = &config.models_dir;
-    let classifier = dir.join(format!(
-        "m-{}-{}.pt",
-        class_set.to_ascii_lowercase(),
-        variant.name()
-    ));
     Ok(Detector::load(&DetectorConfig {
-        classifier,
-        extractor: dir.join("k-parts.pt"),
-        knowledge: dir.join("knowledge.json"),
-        class_set: Some(class_set.to_owned()),
         device: config.device.clone(),
         threshold: config.threshold,
-        min_area: None,
-        min_confidence: None,
-        scaling: Scaling::Stretch,
+        ..DetectorConfig::in_dir(&config.models_dir, class_set, variant.name())
     })?)
 }
 

@@ -24,8 +24,8 @@ impl ResNetConfig {
     pub fn baseline(classes: i64) -> Self {
         Self {
             classes,
-            stem: 16,
-            stages: vec![(24, 1, 1), (48, 2, 1), (96, 2, 1)],
+            stem: 24,
+            stages: vec![(32, 1, 1), (64, 2, 2), (128, 2, 2)],
             denoise_from: None,
         }
     }

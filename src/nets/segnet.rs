@@ -23,8 +23,8 @@ impl SegNetConfig {
     pub fn shipped(parts: i64) -> Self {
         Self {
             outputs: parts + 1,
-            widths: [24, 48, 64],
-            decoder: 32,
+            widths: [32, 64, 96],
+            decoder: 48,
         }
     }
 }

@@ -111,7 +111,7 @@ pub fn choose_part_thresholds(
     }
     let mut best = (f64::MIN, 0.0, 0.0);
     for &min_area in &[0.0005f32, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.008] {
-        for &min_confidence in &[0.3f32, 0.4, 0.5, 0.6, 0.7] {
+        for &min_confidence in &[0.15f32, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7] {
             extractor.set_output(PartOutput::Segmentation {
                 min_area,
                 min_confidence,

@@ -89,9 +89,9 @@ impl Default for TrainOptions {
     fn default() -> Self {
         Self {
             out_dir: crate::paths::partsworld_dir(),
-            pretrain_steps: 1200,
-            classifier_steps: 200,
-            extractor_steps: 2000,
+            pretrain_steps: 6000,
+            classifier_steps: 300,
+            extractor_steps: 4200,
             batch: 64,
             lr: 3e-3,
             eval_images: 1000,
@@ -616,6 +616,9 @@ pub struct TrainingReport {
     #[serde(default)]
     pub pretraining: Option<PretrainReport>,
     pub classifiers: Vec<ClassifierReport>,
+    /// Detection thresholds chosen after training (one per classifier, with the shipped K).
+    #[serde(default)]
+    pub calibration: Vec<crate::eval::calibrate::CalibrationResult>,
 }
 
 impl TrainingReport {

@@ -808,6 +808,17 @@ impl ObjectImpl for Unmask {
                     .default_value(DEFAULT_SHARED_ENGINE)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecDouble::builder("active-threshold")
+                    .nick("Active threshold")
+                    .blurb(
+                        "The threshold frames are being judged with: `threshold`, or the \
+                         classifier's calibration when that is -1 (-1 while stopped)",
+                    )
+                    .minimum(-1.0)
+                    .maximum(1.0)
+                    .default_value(FROM_MODEL)
+                    .read_only()
+                    .build(),
                 glib::ParamSpecUInt64::builder("frames-seen")
                     .nick("Frames seen")
                     .blurb("Frames received since the element started")
@@ -914,8 +925,11 @@ impl ObjectImpl for Unmask {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        if pspec.name() == "stats" {
-            return self.stats_structure().to_value();
+        match pspec.name() {
+            "stats" => return self.stats_structure().to_value(),
+            // -1 while stopped (set in `constructed` and `stop`).
+            "active-threshold" => return f64::from(self.shared.threshold()).to_value(),
+            _ => {}
         }
         let stats = || lock(&self.shared.stats).clone();
         let settings = lock(&self.settings);
@@ -957,6 +971,7 @@ impl ObjectImpl for Unmask {
 
     fn constructed(&self) {
         self.parent_constructed();
+        self.shared.set_threshold(FROM_MODEL as f32);
         let obj = self.obj();
         obj.set_in_place(true);
         obj.set_passthrough(false);
@@ -1073,6 +1088,7 @@ impl BaseTransformImpl for Unmask {
         // Dropped outside the lock: the last user's drop joins the engine's worker.
         let state = lock(&self.state).take();
         drop(state);
+        self.shared.set_threshold(FROM_MODEL as f32);
         Ok(())
     }
 

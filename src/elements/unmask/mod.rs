@@ -20,13 +20,15 @@
 //! - `mode=async`: frames flow on at once; a worker thread analyses up to `batch-size` frames at
 //!   a time from a bounded queue (frames offered while it is full are not analysed and count in
 //!   `frames-dropped`); each verdict rides on a later buffer (`pts` names its frame) and is
-//!   posted on the bus as soon as it is ready. Nothing is added to the latency.
+//!   posted on the bus as soon as it is ready. Nothing is added to the latency. Verdicts
+//!   finished after the last buffer has left (at EOS) are only posted on the bus.
 //! - QoS (the inherited `qos` property, on by default): frames that are already late are
 //!   dropped by the base class before analysis.
 //! - Models: `classifier`, `extractor`, `knowledge`; unset ones are the shipped parts-world
 //!   files, found as described in [`crate::paths`] (`$UNMASK_MODELS_DIR`, next to the plugin,
 //!   `<prefix>/share/unmask/models`). Loading happens in READY -> PAUSED; any problem fails
-//!   the state change with an error message naming the file.
+//!   the state change with an error message naming the file. `active-threshold` reads the
+//!   threshold in use (`threshold`, or the classifier's calibration when that is -1).
 //!
 //! See `gst-inspect-1.0 unmask` for the properties.
 
