@@ -10,7 +10,7 @@ use crate::model::{Classifier, ModelError, PartExtractor};
 use crate::modelinfo::PartOutput;
 use crate::partset::PartSet;
 use crate::preprocess::{Frame, FrameError, Scaling, frames_to_images};
-use crate::similarity::Verdict;
+use crate::similarity::{Thresholds, Verdict};
 
 /// Detection threshold used when neither the caller nor the classifier's calibration gives one.
 pub const FALLBACK_THRESHOLD: f32 = 0.5;
@@ -32,6 +32,8 @@ pub enum DetectorError {
     Frame(#[from] FrameError),
     #[error("threshold {0} is outside [0, 1]")]
     Threshold(f32),
+    #[error("classifier calibration {}: {reason}", path.display())]
+    Calibration { path: PathBuf, reason: String },
 }
 
 /// Where the detector's pieces come from.
@@ -54,6 +56,54 @@ pub struct DetectorConfig {
     pub min_confidence: Option<f32>,
     /// Aspect-ratio handling for frames.
     pub scaling: Scaling,
+}
+
+/// The classifier's calibrated global threshold, or [`FALLBACK_THRESHOLD`].
+pub fn global_threshold(classifier: &Classifier) -> f32 {
+    classifier
+        .model()
+        .info()
+        .calibration
+        .as_ref()
+        .map_or(FALLBACK_THRESHOLD, |c| c.threshold)
+}
+
+/// The thresholds the classifier's calibration gives: per class when it has them, else its
+/// global threshold (or [`FALLBACK_THRESHOLD`]).
+pub fn calibrated_thresholds(classifier: &Classifier) -> Thresholds {
+    match classifier
+        .model()
+        .info()
+        .calibration
+        .as_ref()
+        .and_then(|c| c.class_thresholds.clone())
+    {
+        Some(ts) => Thresholds::PerClass(ts),
+        None => Thresholds::Global(global_threshold(classifier)),
+    }
+}
+
+/// Checks thresholds against a classifier: in `[0, 1]`, one per label when per class.
+pub fn check_thresholds(
+    thresholds: &Thresholds,
+    classifier: &Classifier,
+) -> Result<(), DetectorError> {
+    match thresholds {
+        Thresholds::Global(t) if !(0.0..=1.0).contains(t) => Err(DetectorError::Threshold(*t)),
+        Thresholds::PerClass(ts)
+            if ts.len() != classifier.labels().len() || !thresholds.is_valid() =>
+        {
+            Err(DetectorError::Calibration {
+                path: crate::modelinfo::ModelInfo::sidecar_of(classifier.model().path()),
+                reason: format!(
+                    "class-thresholds {ts:?}: need one threshold in [0, 1] for each of the {} \
+                     labels",
+                    classifier.labels().len()
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 impl DetectorConfig {
@@ -88,7 +138,10 @@ pub struct Detector {
     classifier: Classifier,
     extractor: PartExtractor,
     kb: KnowledgeBase,
+    /// The global threshold (set, or the calibrated global one).
     threshold: f32,
+    /// What frames are judged with: `Global(threshold)` or per-class thresholds.
+    thresholds: Thresholds,
     /// Extractor output channel -> knowledge base part index (`None` for the background).
     part_of_channel: Vec<Option<usize>>,
     scaling: Scaling,
@@ -111,17 +164,10 @@ impl Detector {
                 min_confidence: config.min_confidence.unwrap_or(min_confidence),
             });
         }
+        let calibrated = calibrated_thresholds(&classifier);
         let threshold = config
             .threshold
-            .or_else(|| {
-                classifier
-                    .model()
-                    .info()
-                    .calibration
-                    .as_ref()
-                    .map(|c| c.threshold)
-            })
-            .unwrap_or(FALLBACK_THRESHOLD);
+            .unwrap_or_else(|| global_threshold(&classifier));
         let mut detector = Self::new(
             classifier,
             extractor,
@@ -130,6 +176,9 @@ impl Detector {
             config.class_set.as_deref(),
             threshold,
         )?;
+        if config.threshold.is_none() {
+            detector.set_thresholds(calibrated)?;
+        }
         detector.scaling = config.scaling;
         Ok(detector)
     }
@@ -211,6 +260,7 @@ impl Detector {
             extractor,
             kb,
             threshold,
+            thresholds: Thresholds::Global(threshold),
             part_of_channel,
             scaling: Scaling::default(),
         })
@@ -236,17 +286,34 @@ impl Detector {
         self.classifier.model().device()
     }
 
-    /// The detection threshold.
+    /// The global detection threshold: the one configured, or the classifier's calibrated
+    /// one (which per-class thresholds, when calibrated, replace: see [`Self::thresholds`]).
     pub fn threshold(&self) -> f32 {
         self.threshold
     }
 
-    /// Changes the detection threshold.
+    /// The thresholds frames are judged with.
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
+    }
+
+    /// Judges every frame with one threshold from now on.
     pub fn set_threshold(&mut self, threshold: f32) -> Result<(), DetectorError> {
         if !(0.0..=1.0).contains(&threshold) {
             return Err(DetectorError::Threshold(threshold));
         }
         self.threshold = threshold;
+        self.thresholds = Thresholds::Global(threshold);
+        Ok(())
+    }
+
+    /// Judges frames with `thresholds` from now on (per-class ones need one per class).
+    pub fn set_thresholds(&mut self, thresholds: Thresholds) -> Result<(), DetectorError> {
+        check_thresholds(&thresholds, &self.classifier)?;
+        if let Thresholds::Global(t) = thresholds {
+            self.threshold = t;
+        }
+        self.thresholds = thresholds;
         Ok(())
     }
 
@@ -303,7 +370,8 @@ impl Detector {
             .into_iter()
             .zip(&parts)
             .map(|((class, confidence), found)| {
-                Verdict::decide(&self.kb, class, confidence, found, self.threshold)
+                let threshold = self.thresholds.for_class(class);
+                Verdict::decide(&self.kb, class, confidence, found, threshold)
             })
             .collect())
     }

@@ -32,12 +32,12 @@ use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use tch::{Device, Tensor};
 
-use crate::detector::{Detector, DetectorConfig, DetectorError, FALLBACK_THRESHOLD};
+use crate::detector::{Detector, DetectorConfig, DetectorError, calibrated_thresholds};
 use crate::device::{device_name, parse_device};
 use crate::knowledge::KnowledgeBase;
 use crate::partset::PartSet;
 use crate::preprocess::{Frame, Scaling};
-use crate::similarity::Verdict;
+use crate::similarity::{Thresholds, Verdict};
 
 /// Smallest batch cap of an engine: frames of several requests (streams) go into one forward
 /// pass up to this many, or up to the largest batch a user asked for if that is more.
@@ -93,8 +93,9 @@ pub struct Analysis {
 }
 
 impl Analysis {
-    /// The verdict at `threshold`.
-    pub fn verdict(&self, kb: &KnowledgeBase, threshold: f32) -> Verdict {
+    /// The verdict with `thresholds` (the one for the predicted class decides).
+    pub fn verdict(&self, kb: &KnowledgeBase, thresholds: &Thresholds) -> Verdict {
+        let threshold = thresholds.for_class(self.class);
         Verdict::decide(kb, self.class, self.confidence, &self.parts, threshold)
     }
 }
@@ -354,8 +355,8 @@ pub struct Engine {
     jobs: Option<Sender<Request>>,
     worker: Option<JoinHandle<()>>,
     kb: Arc<KnowledgeBase>,
-    calibrated_threshold: f32,
-    threshold: f32,
+    calibrated: Thresholds,
+    thresholds: Thresholds,
     device: Device,
     batch_cap: Arc<AtomicUsize>,
     users_total: AtomicUsize,
@@ -386,14 +387,8 @@ impl Engine {
         tch::set_num_threads(caller_threads);
         let detector = detector?;
         let kb = Arc::new(detector.knowledge().clone());
-        let calibrated_threshold = detector
-            .classifier()
-            .model()
-            .info()
-            .calibration
-            .as_ref()
-            .map_or(FALLBACK_THRESHOLD, |c| c.threshold);
-        let threshold = detector.threshold();
+        let calibrated = calibrated_thresholds(detector.classifier());
+        let thresholds = detector.thresholds().clone();
         let device = detector.device();
         if device.is_cuda() {
             // Inputs have fixed sizes: let cuDNN pick its fastest algorithms.
@@ -424,8 +419,8 @@ impl Engine {
             jobs: Some(jobs),
             worker: Some(handle),
             kb,
-            calibrated_threshold,
-            threshold,
+            calibrated,
+            thresholds,
             device,
             batch_cap,
             users_total: AtomicUsize::new(1),
@@ -442,14 +437,15 @@ impl Engine {
         &self.kb
     }
 
-    /// The classifier's calibrated threshold (or the fallback).
-    pub fn calibrated_threshold(&self) -> f32 {
-        self.calibrated_threshold
+    /// The thresholds of the classifier's calibration (per class when calibrated so, else
+    /// its global threshold or the fallback).
+    pub fn calibrated_thresholds(&self) -> &Thresholds {
+        &self.calibrated
     }
 
-    /// The threshold of the configuration the engine was loaded with.
-    pub fn threshold(&self) -> f32 {
-        self.threshold
+    /// The thresholds of the configuration the engine was loaded with.
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
     }
 
     /// The device the models run on.

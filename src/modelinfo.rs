@@ -156,6 +156,10 @@ pub struct Calibration {
     pub measured_fpr: Option<f32>,
     /// The part extractor used during calibration (file name).
     pub extractor: Option<String>,
+    /// Thresholds per predicted class, in label order (`class-thresholds=`), each chosen for
+    /// the target false-positive rate on clean images of that prediction. When present they
+    /// decide instead of `threshold`.
+    pub class_thresholds: Option<Vec<f32>>,
 }
 
 /// A parsed `.modelinfo` file.
@@ -313,6 +317,19 @@ impl ModelInfo {
                 target_fpr: float("calibration-target-fpr")?,
                 measured_fpr: float("calibration-measured-fpr")?,
                 extractor: get("calibration-extractor").map(str::to_owned),
+                class_thresholds: match get("class-thresholds") {
+                    None => None,
+                    Some(v) => {
+                        let ts = parse_floats(v).map_err(|e| bad("class-thresholds", e))?;
+                        if ts.is_empty() || ts.iter().any(|t| !(0.0..=1.0).contains(t)) {
+                            return Err(bad(
+                                "class-thresholds",
+                                "expected one threshold in [0, 1] per label".into(),
+                            ));
+                        }
+                        Some(ts)
+                    }
+                },
             }),
             _ => None,
         };
@@ -447,6 +464,10 @@ impl ModelInfo {
             if let Some(v) = &c.extractor {
                 s += &format!("calibration-extractor={v}\n");
             }
+            if let Some(ts) = &c.class_thresholds {
+                let ts: Vec<String> = ts.iter().map(f32::to_string).collect();
+                s += &format!("class-thresholds={}\n", ts.join(","));
+            }
         }
         s
     }
@@ -550,6 +571,27 @@ mod tests {
         let c = mi.calibration.clone().unwrap();
         assert_eq!(c.threshold, 0.4);
         assert_eq!(c.target_fpr, Some(0.05));
+        assert_eq!(c.class_thresholds, None);
+    }
+
+    #[test]
+    fn class_thresholds_parse_round_trip_and_are_checked() {
+        let text = CLASSIFIER.replace(
+            "threshold=0.4\n",
+            "threshold=0.4\nclass-thresholds=0.25,0.5,0.75\n",
+        );
+        let mi = parse(&text).unwrap();
+        let c = mi.calibration.clone().unwrap();
+        assert_eq!(c.class_thresholds, Some(vec![0.25, 0.5, 0.75]));
+        assert_eq!(parse(&mi.to_ini_string()).unwrap(), mi);
+        for bad in ["0.25,1.5,0.75", "", "a,b"] {
+            let text = CLASSIFIER.replace(
+                "threshold=0.4\n",
+                &format!("threshold=0.4\nclass-thresholds={bad}\n"),
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("class-thresholds"), "{bad}: {err}");
+        }
     }
 
     #[test]

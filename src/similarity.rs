@@ -23,6 +23,55 @@ pub fn is_adversarial(similarity: f32, threshold: f32) -> bool {
     similarity < threshold
 }
 
+/// Detection thresholds: one for every prediction, or one per predicted class.
+///
+/// Classes differ in how many of their expected parts an image shows (a side view of a train
+/// shows 3 of its 7 parts, a person most of 13), so clean similarities differ by class. A
+/// threshold per predicted class, each calibrated for the same false-positive rate on clean
+/// images of that prediction, flags attacks into a class whose clean images match well
+/// (`person` -> `dog`) without flagging every clean image of a class that never matches well.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Thresholds {
+    /// The same threshold whatever the prediction (the original UnMask).
+    Global(f32),
+    /// `per_class[p]` for prediction `p` (classes in knowledge-base order).
+    PerClass(Vec<f32>),
+}
+
+impl Thresholds {
+    /// The threshold for an image predicted as `class` (the last one for an out-of-range
+    /// class, which a validated detector never produces).
+    pub fn for_class(&self, class: usize) -> f32 {
+        match self {
+            Self::Global(t) => *t,
+            Self::PerClass(ts) => ts.get(class).or(ts.last()).copied().unwrap_or(0.0),
+        }
+    }
+
+    /// Whether every threshold is in `[0, 1]` (and there is at least one).
+    pub fn is_valid(&self) -> bool {
+        let ok = |t: &f32| (0.0..=1.0).contains(t);
+        match self {
+            Self::Global(t) => ok(t),
+            Self::PerClass(ts) => !ts.is_empty() && ts.iter().all(ok),
+        }
+    }
+
+    /// Human-readable: `0.35` or `car=0.40 person=0.55 …` with the class names.
+    pub fn describe(&self, classes: &[String]) -> String {
+        match self {
+            Self::Global(t) => format!("{t:.3}"),
+            Self::PerClass(ts) => ts
+                .iter()
+                .zip(classes)
+                .map(|(t, c)| format!("{c}={t:.3}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
 /// The outcome of realignment: the best-matching class, if any matches at all.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Realignment {
@@ -148,6 +197,18 @@ mod tests {
         assert_eq!(jaccard(&a, &PartSet::from_indices([3])), 0.0);
         assert_eq!(jaccard(&PartSet::new(), &PartSet::new()), 0.0);
         assert_eq!(jaccard(&a, &a), 1.0);
+    }
+
+    #[test]
+    fn per_class_thresholds_follow_the_prediction() {
+        let t = Thresholds::PerClass(vec![0.2, 0.6]);
+        assert_eq!(t.for_class(0), 0.2);
+        assert_eq!(t.for_class(1), 0.6);
+        assert_eq!(Thresholds::Global(0.4).for_class(7), 0.4);
+        assert!(t.is_valid() && !Thresholds::PerClass(vec![]).is_valid());
+        assert!(!Thresholds::PerClass(vec![0.3, 1.5]).is_valid());
+        let names = ["car".to_owned(), "dog".to_owned()];
+        assert_eq!(t.describe(&names), "car=0.200 dog=0.600");
     }
 
     #[test]

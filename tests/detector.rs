@@ -167,6 +167,58 @@ fn threshold_and_class_set_settings_apply() {
     ));
 }
 
+#[test]
+fn calibrated_class_thresholds_decide_per_prediction_unless_a_threshold_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = write_tiny_models(dir.path());
+    let sidecar = unmask::modelinfo::ModelInfo::sidecar_of(&models.classifier);
+    let info = std::fs::read_to_string(&sidecar).unwrap();
+    let with = |ts: &str| {
+        std::fs::write(
+            &sidecar,
+            info.replace(
+                "threshold=0.5\n",
+                &format!("threshold=0.5\nclass-thresholds={ts}\n"),
+            ),
+        )
+        .unwrap();
+    };
+    // Labels red_thing, green_thing, blue_thing.
+    with("0.9,0,0.9");
+    let mut cfg = config(&models);
+    let detector = Detector::load(&cfg).unwrap();
+    assert_eq!(
+        detector.thresholds(),
+        &unmask::similarity::Thresholds::PerClass(vec![0.9, 0.0, 0.9])
+    );
+    assert_eq!(detector.threshold(), 0.5, "the global one stays known");
+    let verdict = |d: &Detector, scene| frame_verdicts(d, scene, PixelFormat::Rgb, 32, 32, 0);
+    let green = verdict(&detector, TinyScene::MismatchedGreen);
+    assert_eq!(
+        (green.predicted.as_str(), green.threshold),
+        ("green_thing", 0.0)
+    );
+    assert!(
+        !green.adversarial,
+        "similarity 0 is not below green's threshold 0"
+    );
+    let red = verdict(&detector, TinyScene::CleanRed);
+    assert_eq!((red.predicted.as_str(), red.threshold), ("red_thing", 0.9));
+    // An explicit threshold decides for every class.
+    cfg.threshold = Some(0.5);
+    let detector = Detector::load(&cfg).unwrap();
+    let green = verdict(&detector, TinyScene::MismatchedGreen);
+    assert!(green.adversarial && green.threshold == 0.5);
+    // One threshold per label or the load fails, naming the modelinfo.
+    cfg.threshold = None;
+    with("0.5,0.5");
+    let err = load_err(&cfg);
+    assert!(
+        err.contains("class-thresholds") && err.contains(&sidecar.display().to_string()),
+        "{err}"
+    );
+}
+
 fn load_err(cfg: &DetectorConfig) -> String {
     Detector::load(cfg).unwrap_err().to_string()
 }

@@ -10,6 +10,7 @@ use common::*;
 use gst::prelude::*;
 use unmask::engine::{self, EngineOptions, FrameSource, Generation, Request};
 use unmask::preprocess::{OwnedFrame, PixelFormat};
+use unmask::similarity::Thresholds;
 use unmask::testing::{TinyScene, tiny_scene};
 
 const SCENES: [TinyScene; 3] = [
@@ -228,7 +229,7 @@ fn engine_batches_requests_of_mixed_formats_and_sizes_correctly() {
         let got = analysis
             .as_ref()
             .unwrap()
-            .verdict(&kb, detector.threshold());
+            .verdict(&kb, detector.thresholds());
         let want = detector
             .analyse_frames(&[frame.as_frame()])
             .unwrap()
@@ -249,8 +250,8 @@ fn engine_batches_requests_of_mixed_formats_and_sizes_correctly() {
     {
         let b = b.as_ref().unwrap();
         assert_same_verdict(
-            &a.verdict(&kb, 0.5),
-            &b.verdict(&kb, 0.5),
+            &a.verdict(&kb, &Thresholds::Global(0.5)),
+            &b.verdict(&kb, &Thresholds::Global(0.5)),
             &format!("frame {i} in one large request"),
         );
     }

@@ -228,6 +228,54 @@ fn threshold_property_applies() {
     u.set_property("threshold", -1.0f64);
     assert_eq!(u.property::<f64>("active-threshold"), 0.5);
     assert_eq!(u.property::<f64>("threshold"), -1.0);
+    assert_eq!(u.property::<String>("class-thresholds"), "");
     p.stop();
     assert_eq!(u.property::<f64>("active-threshold"), -1.0);
+}
+
+#[test]
+fn calibrated_class_thresholds_reach_the_verdicts() {
+    let fx = fixture();
+    let sidecar = unmask::modelinfo::ModelInfo::sidecar_of(&fx.models.classifier);
+    let info = std::fs::read_to_string(&sidecar).unwrap();
+    std::fs::write(
+        &sidecar,
+        info.replace(
+            "threshold=0.5\n",
+            "threshold=0.5\nclass-thresholds=0.9,0,0.9\n",
+        ),
+    )
+    .unwrap();
+    let frames = [TinyScene::MismatchedGreen, TinyScene::CleanRed]
+        .map(|s| TestFrame::new(s, PixelFormat::Rgb, 40, 30, 0));
+    let p = AppPipeline::new(&fx.element_desc(""));
+    p.play();
+    let inputs: Vec<_> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.caps(25), f.buffer_with_meta(FRAME * i as u64, FRAME)))
+        .collect();
+    p.push_all(&inputs);
+    let out = p.pull_all();
+    let metas: Vec<_> = out.iter().map(|s| meta_of(s).unwrap().verdict).collect();
+    assert_eq!(
+        (metas[0].predicted.as_str(), metas[0].threshold),
+        ("green_thing", 0.0)
+    );
+    assert!(!metas[0].adversarial);
+    assert_eq!(
+        (metas[1].predicted.as_str(), metas[1].threshold),
+        ("red_thing", 0.9)
+    );
+    let u = p.element("u");
+    assert_eq!(u.property::<f64>("active-threshold"), -1.0);
+    assert_eq!(
+        u.property::<String>("class-thresholds"),
+        "red_thing=0.900 green_thing=0.000 blue_thing=0.900"
+    );
+    // Setting a threshold while playing replaces them.
+    u.set_property("threshold", 0.5f64);
+    assert_eq!(u.property::<f64>("active-threshold"), 0.5);
+    assert_eq!(u.property::<String>("class-thresholds"), "");
+    p.stop();
 }

@@ -324,7 +324,8 @@ impl Goal<'_> {
             .map(|((&p, &l), found)| {
                 let fooled = if self.targeted { p == l } else { p != l };
                 let similarity = jaccard(kb.expected_parts(p as usize), found);
-                fooled && !is_adversarial(similarity, self.detector.threshold())
+                fooled
+                    && !is_adversarial(similarity, self.detector.thresholds().for_class(p as usize))
             })
             .collect())
     }

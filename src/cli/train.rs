@@ -49,6 +49,9 @@ pub struct TrainArgs {
     /// Skip the calibration.
     #[arg(long)]
     no_calibrate: bool,
+    /// Calibrate one threshold for every prediction instead of one per predicted class.
+    #[arg(long)]
+    global_threshold: bool,
     /// libtorch intra-op threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     threads: i32,
@@ -182,16 +185,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 args.calibration_images,
                 opts.batch,
                 args.target_fpr,
+                !args.global_threshold,
             )
             .with_context(|| format!("calibrating {}", config.classifier.display()))?;
             eprintln!(
-                "  {}: threshold {:.3} ({:.1}% of clean images flagged)",
+                "  {}: threshold {:.3}, {} ({:.1}% of clean images flagged)",
                 r.classifier,
                 r.threshold,
+                calibrate::describe(&r),
                 100.0 * r.measured_fpr
             );
-            report.calibration.retain(|c| c.classifier != r.classifier);
-            report.calibration.push(r);
+            report.record_calibration(r);
         }
         save_report(&mut report, &report_path, &start)?;
     }
@@ -210,9 +214,6 @@ fn save_report(
     start: &Instant,
 ) -> anyhow::Result<()> {
     report.classifiers.sort_by(|a, b| a.file.cmp(&b.file));
-    report
-        .calibration
-        .sort_by(|a, b| a.classifier.cmp(&b.classifier));
     report.command = std::env::args().collect::<Vec<_>>().join(" ");
     report.machine = unmask::bench_env::machine_summary();
     report.libtorch_threads = tch::get_num_threads();
@@ -224,6 +225,5 @@ fn save_report(
             .iter()
             .map(|c| c.train_seconds)
             .sum::<f64>();
-    std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
-    Ok(())
+    report.save(path)
 }

@@ -19,7 +19,7 @@ use crate::attack::{
 };
 use crate::detector::{Detector, DetectorConfig};
 use crate::partsworld::{self, SceneOptions};
-use crate::similarity::realign;
+use crate::similarity::{Thresholds, realign};
 use crate::train::metrics::heldout_batches;
 use crate::train::{Variant, seeds};
 
@@ -81,7 +81,11 @@ pub struct CellResult {
     pub attack: String,
     pub adaptive: bool,
     pub images: usize,
+    /// The global threshold (the calibrated or configured one).
     pub threshold: f32,
+    /// Per predicted class thresholds that decide instead (empty: `threshold` decides).
+    #[serde(default)]
+    pub class_thresholds: Vec<f32>,
     /// M's accuracy on the clean images.
     pub clean_accuracy: f64,
     /// Fraction of clean images UnMask flags.
@@ -94,10 +98,15 @@ pub struct CellResult {
     pub detection_rate: f64,
     /// Fraction of the same images, clean, that UnMask flags, at the threshold.
     pub false_positive_rate: f64,
-    /// ROC AUC of the score `1 - similarity` (positives: successful attacks; negatives: the
-    /// same images clean).
+    /// ROC AUC of the detector's score, `threshold of the predicted class - similarity`
+    /// (positives: successful attacks; negatives: the same images clean). With one global
+    /// threshold this is the AUC of the paper's score `1 - similarity`.
     pub auc: Option<f64>,
-    /// The best detection rate with a false-positive rate of at most [`PAPER_FPR`].
+    /// ROC AUC of the paper's score `1 - similarity`, whatever the thresholds.
+    #[serde(default)]
+    pub auc_paper_score: Option<f64>,
+    /// The best detection rate with a false-positive rate of at most [`PAPER_FPR`], on the
+    /// ROC of the detector's score.
     pub detection_at_paper_fpr: f64,
     pub fpr_at_paper_point: f64,
     /// Fraction of adversarial images whose final UnMask label (realigned when flagged, M's
@@ -146,6 +155,8 @@ struct Clean {
     images: Vec<Tensor>,
     labels: Vec<Tensor>,
     similarity: Vec<f32>,
+    /// The threshold each clean verdict was judged with (its prediction's).
+    threshold: Vec<f32>,
     correct: Vec<bool>,
     flagged: Vec<bool>,
 }
@@ -173,6 +184,7 @@ fn clean_pass(
         images: Vec::new(),
         labels: Vec::new(),
         similarity: Vec::new(),
+        threshold: Vec::new(),
         correct: Vec::new(),
         flagged: Vec::new(),
     };
@@ -189,6 +201,7 @@ fn clean_pass(
         let verdicts = detector.analyse_images(&images)?;
         for (v, &l) in verdicts.iter().zip(&labels) {
             clean.similarity.push(v.similarity);
+            clean.threshold.push(v.threshold);
             clean.correct.push(v.predicted_index as i64 == l);
             clean.flagged.push(v.adversarial);
         }
@@ -257,14 +270,33 @@ pub fn evaluate(config: &EvalConfig, progress: &dyn Progress) -> anyhow::Result<
                 let fooled: Vec<usize> = (0..outcomes.len())
                     .filter(|&i| outcomes[i].fooled)
                     .collect();
+                // The detector's score: how far the similarity falls below the threshold of
+                // the predicted class (with one global threshold, the paper's 1 - s shifted).
+                let margin = |s: f32, t: f32| f64::from(t) - f64::from(s);
                 let positives: Vec<f64> = fooled
                     .iter()
-                    .map(|&i| 1.0 - outcomes[i].verdict.similarity as f64)
+                    .map(|&i| {
+                        margin(
+                            outcomes[i].verdict.similarity,
+                            outcomes[i].verdict.threshold,
+                        )
+                    })
                     .collect();
                 let negatives: Vec<f64> = fooled
                     .iter()
-                    .map(|&i| 1.0 - clean.similarity[i] as f64)
+                    .map(|&i| margin(clean.similarity[i], clean.threshold[i]))
                     .collect();
+                let paper_score = |s: f32| 1.0 - f64::from(s);
+                let auc_paper_score = roc::auc(
+                    &fooled
+                        .iter()
+                        .map(|&i| paper_score(outcomes[i].verdict.similarity))
+                        .collect::<Vec<_>>(),
+                    &fooled
+                        .iter()
+                        .map(|&i| paper_score(clean.similarity[i]))
+                        .collect::<Vec<_>>(),
+                );
                 let curve = roc::roc_curve(&positives, &negatives);
                 let paper = roc::best_at_fpr(&curve, PAPER_FPR);
                 cells.push(CellResult {
@@ -274,6 +306,10 @@ pub fn evaluate(config: &EvalConfig, progress: &dyn Progress) -> anyhow::Result<
                     adaptive: matches!(kind, AttackKind::Adaptive(_)),
                     images: outcomes.len(),
                     threshold: detector.threshold(),
+                    class_thresholds: match detector.thresholds() {
+                        Thresholds::PerClass(ts) => ts.clone(),
+                        Thresholds::Global(_) => Vec::new(),
+                    },
                     clean_accuracy,
                     clean_flag_rate,
                     attacked_accuracy: rate(outcomes.iter().map(|o| !o.fooled)),
@@ -281,6 +317,7 @@ pub fn evaluate(config: &EvalConfig, progress: &dyn Progress) -> anyhow::Result<
                     detection_rate: rate(fooled.iter().map(|&i| outcomes[i].flagged)),
                     false_positive_rate: rate(fooled.iter().map(|&i| clean.flagged[i])),
                     auc: roc::auc(&positives, &negatives),
+                    auc_paper_score,
                     detection_at_paper_fpr: paper.true_positive_rate,
                     fpr_at_paper_point: paper.false_positive_rate,
                     defense_accuracy: rate(outcomes.iter().map(|o| o.defended)),

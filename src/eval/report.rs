@@ -67,9 +67,13 @@ pub fn markdown(report: &EvalReport) -> String {
     );
     let _ = writeln!(
         s,
-        "Detection and false-positive rates are at the threshold each classifier was calibrated with \
-         (`unmask calibrate`, on separate calibration images). Positives are the successful attacks \
-         (M wrong on the adversarial image), negatives the same images clean, as in the paper. \
+        "Detection and false-positive rates are at the thresholds each classifier was calibrated with \
+         (`unmask calibrate`, on separate calibration images: one threshold per predicted class when \
+         the table below lists them, each for the same clean false-positive rate). Positives are the \
+         successful attacks (M wrong on the adversarial image), negatives the same images clean, as in \
+         the paper. The ROC curves and AUCs use the detector's score, the threshold of the predicted \
+         class minus the similarity (with one global threshold: the paper's score 1 − similarity, \
+         shifted); \"AUC of 1 − s\" is the paper's score whatever the thresholds. \
          \"@9.66% FPR\" is the best detection rate on the ROC curve with at most {:.2}% false positives — \
          the paper's best operating point was {:.2}% detection there. Defense accuracy is the accuracy \
          of UnMask's final label on all adversarial images (realigned when flagged, M's label otherwise); \
@@ -80,20 +84,35 @@ pub fn markdown(report: &EvalReport) -> String {
     for &v in &variants {
         let clean = cells.iter().filter(|c| c.variant == v);
         let sets = ordered(clean.clone().map(|c| {
+            let per_class = if c.class_thresholds.is_empty() {
+                "–".to_owned()
+            } else {
+                c.class_thresholds
+                    .iter()
+                    .map(|t| format!("{t:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            };
             (
                 c.class_set.clone(),
                 c.clean_accuracy,
                 c.clean_flag_rate,
                 c.threshold,
+                per_class,
             )
         }));
         let _ = writeln!(s, "## {} classifier\n", v.name());
         let _ = writeln!(
             s,
-            "| class set | clean accuracy of M | clean images flagged | threshold |\n|---|---:|---:|---:|"
+            "| class set | clean accuracy of M | clean images flagged | global threshold | per-class thresholds (classes in class-set order) |\n|---|---:|---:|---:|---|"
         );
-        for (set, acc, flag, t) in sets {
-            let _ = writeln!(s, "| {set} | {} | {} | {t:.3} |", pct(acc), pct(flag));
+        for (set, acc, flag, t, per_class) in sets {
+            let _ = writeln!(
+                s,
+                "| {set} | {} | {} | {t:.3} | {per_class} |",
+                pct(acc),
+                pct(flag)
+            );
         }
         s += "\n";
         s += &table(cells, v, "M's accuracy under attack, no defense (%)", |c| {
@@ -107,9 +126,15 @@ pub fn markdown(report: &EvalReport) -> String {
             |c| format!("{} / {}", pct(c.detection_rate), pct(c.false_positive_rate)),
         );
         s += "\n";
-        s += &table(cells, v, "ROC AUC", |c| {
-            c.auc.map_or_else(|| "–".into(), |a| format!("{a:.3}"))
-        });
+        s += &table(
+            cells,
+            v,
+            "ROC AUC (detector's score) / AUC of 1 − s",
+            |c| {
+                let f = |a: Option<f64>| a.map_or_else(|| "–".into(), |a| format!("{a:.3}"));
+                format!("{} / {}", f(c.auc), f(c.auc_paper_score))
+            },
+        );
         s += "\n";
         s += &table(cells, v, "Detection @9.66% FPR (%)", |c| {
             pct(c.detection_at_paper_fpr)
@@ -140,18 +165,23 @@ pub fn markdown(report: &EvalReport) -> String {
 /// CSV, one line per cell.
 pub fn csv(cells: &[CellResult]) -> String {
     let mut s = String::from(
-        "class_set,variant,attack,adaptive,images,threshold,clean_accuracy,clean_flag_rate,attacked_accuracy,successful_attacks,detection_rate,false_positive_rate,auc,detection_at_paper_fpr,fpr_at_paper_point,defense_accuracy,realignment_accuracy,undetected_success_rate\n",
+        "class_set,variant,attack,adaptive,images,threshold,class_thresholds,clean_accuracy,clean_flag_rate,attacked_accuracy,successful_attacks,detection_rate,false_positive_rate,auc,auc_paper_score,detection_at_paper_fpr,fpr_at_paper_point,defense_accuracy,realignment_accuracy,undetected_success_rate\n",
     );
     for c in cells {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{:.4},{:.4},{:.4},{},{:.4},{:.4},{},{:.4},{:.4},{:.4},{:.4},{:.4}",
+            "{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{},{:.4},{:.4},{},{},{:.4},{:.4},{:.4},{:.4},{:.4}",
             c.class_set,
             c.variant.name(),
             c.attack,
             c.adaptive,
             c.images,
             c.threshold,
+            c.class_thresholds
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
             c.clean_accuracy,
             c.clean_flag_rate,
             c.attacked_accuracy,
@@ -159,6 +189,8 @@ pub fn csv(cells: &[CellResult]) -> String {
             c.detection_rate,
             c.false_positive_rate,
             c.auc.map_or_else(String::new, |a| format!("{a:.4}")),
+            c.auc_paper_score
+                .map_or_else(String::new, |a| format!("{a:.4}")),
             c.detection_at_paper_fpr,
             c.fpr_at_paper_point,
             c.defense_accuracy,

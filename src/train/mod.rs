@@ -628,4 +628,19 @@ impl TrainingReport {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Ok(serde_json::from_str(&text)?)
     }
+
+    /// Writes the report (pretty JSON).
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        std::fs::write(path, serde_json::to_string_pretty(self)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Replaces the calibration entry of `result`'s classifier (kept sorted by file).
+    pub fn record_calibration(&mut self, result: crate::eval::calibrate::CalibrationResult) {
+        self.calibration
+            .retain(|c| c.classifier != result.classifier);
+        self.calibration.push(result);
+        self.calibration
+            .sort_by(|a, b| a.classifier.cmp(&b.classifier));
+    }
 }

@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -31,13 +31,14 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::{ALERT_MESSAGE, Mode, PostMessages, Scaling, VERDICT_MESSAGE};
-use crate::detector::{DetectorConfig, DetectorError};
+use crate::detector::{DetectorConfig, DetectorError, FALLBACK_THRESHOLD};
 use crate::engine::{self, Engine, EngineOptions, FrameSource, Generation, Request};
 use crate::knowledge::KnowledgeBase;
 use crate::meta::UnmaskMeta;
 use crate::model::ModelError;
 use crate::paths;
 use crate::preprocess::{Frame, OwnedFrame, PixelFormat, Plane, YuvColor, YuvMatrix};
+use crate::similarity::Thresholds;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -164,8 +165,8 @@ struct Shared {
     finished: Mutex<VecDeque<UnmaskMeta>>,
     /// Async mode: an analysis failed (already posted); the stream stops.
     failed: AtomicBool,
-    /// Detection threshold in use (`f32` bits).
-    threshold: AtomicU32,
+    /// Detection thresholds in use (`None` while stopped).
+    thresholds: Mutex<Option<Arc<Thresholds>>>,
     /// Bumped on flush and stop: requests submitted before are skipped or ignored.
     generation: Arc<AtomicU64>,
     /// Async mode: frames submitted and not answered yet.
@@ -184,12 +185,15 @@ impl Shared {
         stats.attach += attach;
     }
 
-    fn threshold(&self) -> f32 {
-        f32::from_bits(self.threshold.load(Ordering::SeqCst))
+    /// The thresholds in use (the fallback if stopped: such verdicts are discarded).
+    fn thresholds(&self) -> Arc<Thresholds> {
+        lock(&self.thresholds)
+            .clone()
+            .unwrap_or_else(|| Arc::new(Thresholds::Global(FALLBACK_THRESHOLD)))
     }
 
-    fn set_threshold(&self, t: f32) {
-        self.threshold.store(t.to_bits(), Ordering::SeqCst);
+    fn set_thresholds(&self, t: Option<Thresholds>) {
+        *lock(&self.thresholds) = t.map(Arc::new);
     }
 
     /// Waits until no async frame is in flight (at most `timeout`).
@@ -416,7 +420,7 @@ impl Unmask {
                 .analyse(frames)
                 .map_err(|e| self.fail("Analysis failed", &e))?;
             let t2 = Instant::now();
-            let threshold = self.shared.threshold();
+            let thresholds = self.shared.thresholds();
             let mut analyses = analyses.into_iter();
             let mut metas = Vec::with_capacity(state.pending_analyse);
             for (buffer, analyse) in state.pending.iter_mut() {
@@ -427,7 +431,7 @@ impl Unmask {
                     break;
                 };
                 let meta = UnmaskMeta {
-                    verdict: analysis.verdict(&state.kb, threshold),
+                    verdict: analysis.verdict(&state.kb, &thresholds),
                     pts: buffer.pts(),
                     latency: timing.elapsed,
                 };
@@ -527,7 +531,7 @@ impl Unmask {
             match answer.map(|mut a| a.pop()) {
                 Ok(Some(analysis)) => {
                     let meta = UnmaskMeta {
-                        verdict: analysis.verdict(kb, shared.threshold()),
+                        verdict: analysis.verdict(kb, &shared.thresholds()),
                         pts,
                         latency: timing.elapsed,
                     };
@@ -811,12 +815,22 @@ impl ObjectImpl for Unmask {
                 glib::ParamSpecDouble::builder("active-threshold")
                     .nick("Active threshold")
                     .blurb(
-                        "The threshold frames are being judged with: `threshold`, or the \
-                         classifier's calibration when that is -1 (-1 while stopped)",
+                        "The one threshold frames are being judged with: `threshold`, or the \
+                         classifier's calibrated one when that is -1 (-1 while stopped or when \
+                         per-class thresholds decide, see class-thresholds)",
                     )
                     .minimum(-1.0)
                     .maximum(1.0)
                     .default_value(FROM_MODEL)
+                    .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("class-thresholds")
+                    .nick("Class thresholds")
+                    .blurb(
+                        "Per predicted class thresholds in use (from the classifier's \
+                         calibration when threshold is -1), as class=threshold pairs; empty \
+                         when one threshold decides",
+                    )
                     .read_only()
                     .build(),
                 glib::ParamSpecUInt64::builder("frames-seen")
@@ -890,9 +904,11 @@ impl ObjectImpl for Unmask {
                 let threshold = settings.threshold;
                 drop(settings);
                 if let Some(state) = lock(&self.state).as_ref() {
-                    let t = from_model(threshold)
-                        .unwrap_or_else(|| state.engine.calibrated_threshold());
-                    self.shared.set_threshold(t);
+                    let t = from_model(threshold).map_or_else(
+                        || state.engine.calibrated_thresholds().clone(),
+                        Thresholds::Global,
+                    );
+                    self.shared.set_thresholds(Some(t));
                 }
             }
             "min-confidence" => settings.min_confidence = value.get().unwrap_or(FROM_MODEL),
@@ -927,8 +943,21 @@ impl ObjectImpl for Unmask {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
             "stats" => return self.stats_structure().to_value(),
-            // -1 while stopped (set in `constructed` and `stop`).
-            "active-threshold" => return f64::from(self.shared.threshold()).to_value(),
+            "active-threshold" => {
+                let t = match lock(&self.shared.thresholds).as_deref() {
+                    Some(Thresholds::Global(t)) => f64::from(*t),
+                    _ => FROM_MODEL,
+                };
+                return t.to_value();
+            }
+            "class-thresholds" => {
+                let kb = lock(&self.state).as_ref().map(|st| st.kb.clone());
+                let text = match (lock(&self.shared.thresholds).as_deref(), kb) {
+                    (Some(t @ Thresholds::PerClass(_)), Some(kb)) => t.describe(kb.classes()),
+                    _ => String::new(),
+                };
+                return text.to_value();
+            }
             _ => {}
         }
         let stats = || lock(&self.shared.stats).clone();
@@ -971,7 +1000,6 @@ impl ObjectImpl for Unmask {
 
     fn constructed(&self) {
         self.parent_constructed();
-        self.shared.set_threshold(FROM_MODEL as f32);
         let obj = self.obj();
         obj.set_in_place(true);
         obj.set_passthrough(false);
@@ -1046,13 +1074,16 @@ impl BaseTransformImpl for Unmask {
         gst::info!(CAT, imp = self, "loading {config:?} ({options:?})");
         let engine =
             engine::acquire(&config, &options).map_err(|e| self.load_error(&e, &config))?;
-        let threshold =
-            from_model(settings.threshold).unwrap_or_else(|| engine.calibrated_threshold());
+        let thresholds = from_model(settings.threshold).map_or_else(
+            || engine.calibrated_thresholds().clone(),
+            Thresholds::Global,
+        );
         gst::info!(
             CAT,
             imp = self,
-            "engine on {:?} ({}), threshold {threshold}",
+            "engine on {:?}, thresholds {} ({})",
             engine.device(),
+            thresholds.describe(engine.knowledge().classes()),
             if Arc::strong_count(&engine) > 1 {
                 "shared"
             } else {
@@ -1062,7 +1093,7 @@ impl BaseTransformImpl for Unmask {
         *lock(&self.shared.stats) = Stats::default();
         lock(&self.shared.finished).clear();
         self.shared.failed.store(false, Ordering::SeqCst);
-        self.shared.set_threshold(threshold);
+        self.shared.set_thresholds(Some(thresholds));
         *lock(&self.latency) = Latency {
             sync: settings.mode == Mode::Sync,
             batch_size: batch_size as u64,
@@ -1088,7 +1119,7 @@ impl BaseTransformImpl for Unmask {
         // Dropped outside the lock: the last user's drop joins the engine's worker.
         let state = lock(&self.state).take();
         drop(state);
-        self.shared.set_threshold(FROM_MODEL as f32);
+        self.shared.set_thresholds(None);
         Ok(())
     }
 
