@@ -122,8 +122,15 @@ pub fn markdown(report: &EvalReport) -> String {
         s += &table(
             cells,
             v,
-            "Detection rate / false-positive rate at the calibrated threshold (%)",
-            |c| format!("{} / {}", pct(c.detection_rate), pct(c.false_positive_rate)),
+            "Detection rate / false-positive rate at the calibrated threshold (%), over n successful attacks",
+            |c| {
+                format!(
+                    "{} / {} (n={})",
+                    pct(c.detection_rate),
+                    pct(c.false_positive_rate),
+                    c.successful_attacks
+                )
+            },
         );
         s += "\n";
         s += &table(
