@@ -1321,7 +1321,13 @@ pub fn markdown(r: &BenchReport) -> String {
             );
         }
     }
-    let disagreements: Vec<&String> = r.element.iter().flat_map(|e| &e.disagreements).collect();
+    // Every row sees the same distinct frames: list each difference once.
+    let mut disagreements: Vec<&String> = Vec::new();
+    for d in r.element.iter().flat_map(|e| &e.disagreements) {
+        if !disagreements.contains(&d) {
+            disagreements.push(d);
+        }
+    }
     if !disagreements.is_empty() {
         let _ = writeln!(s, "\nVerdicts that differ from the reference:\n");
         for d in disagreements.iter().take(20) {

@@ -25,11 +25,7 @@ fn annotate(
         fx.element_desc(extra)
     ));
     p.play();
-    let inputs: Vec<(gst::Caps, gst::Buffer)> = frames
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.caps(25), f.buffer_with_meta(FRAME * i as u64, FRAME)))
-        .collect();
+    let inputs = timed_inputs(&frames);
     p.push_all(&inputs);
     let out = p.pull_all();
     assert!(p.errors().is_empty(), "{:?}", p.errors());

@@ -76,11 +76,7 @@ fn default_element_on_clean_and_attacked_partsworld_frames_agrees_with_the_libra
         let want = expected(&detector, &frames.iter().collect::<Vec<_>>());
         let p = AppPipeline::new("unmask name=u threads=1");
         p.play();
-        let inputs: Vec<(gst::Caps, gst::Buffer)> = frames
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.caps(25), f.buffer_with_meta(FRAME * i as u64, FRAME)))
-            .collect();
+        let inputs = timed_inputs(&frames);
         p.push_all(&inputs);
         let out = p.pull_all();
         assert!(p.errors().is_empty(), "{:?}", p.errors());

@@ -143,11 +143,7 @@ fn meta_survives_queue_tee_videoconvert_and_videoscale() {
         .iter()
         .map(|&s| TestFrame::new(s, PixelFormat::Rgb, 160, 120, 0))
         .collect();
-    let inputs: Vec<_> = frames
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.caps(25), f.buffer_with_meta(FRAME * i as u64, FRAME)))
-        .collect();
+    let inputs = timed_inputs(&frames);
     p.push_all(&inputs);
     let out = p.pull_all();
     assert_eq!(out.len(), 3, "{:?}", p.errors());
@@ -177,11 +173,7 @@ fn messages_follow_post_messages() {
     for (setting, want) in [("none", 0), ("adversarial", 1), ("all", 3)] {
         let p = AppPipeline::new(&fx.element_desc(&format!("post-messages={setting}")));
         p.play();
-        let inputs: Vec<_> = frames
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.caps(25), f.buffer_with_meta(FRAME * i as u64, FRAME)))
-            .collect();
+        let inputs = timed_inputs(&frames);
         p.push_all(&inputs);
         let out = p.pull_all();
         let msgs = verdict_messages(&p.pipeline);
@@ -250,11 +242,7 @@ fn calibrated_class_thresholds_reach_the_verdicts() {
         .map(|s| TestFrame::new(s, PixelFormat::Rgb, 40, 30, 0));
     let p = AppPipeline::new(&fx.element_desc(""));
     p.play();
-    let inputs: Vec<_> = frames
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.caps(25), f.buffer_with_meta(FRAME * i as u64, FRAME)))
-        .collect();
+    let inputs = timed_inputs(&frames);
     p.push_all(&inputs);
     let out = p.pull_all();
     let metas: Vec<_> = out.iter().map(|s| meta_of(s).unwrap().verdict).collect();

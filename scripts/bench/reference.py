@@ -17,7 +17,8 @@ can be compared frame by frame:
 - one resize when M and K share their input size;
 - parts: a segmentation channel counts when its argmax area is >= min-area of the map (and
   > 0) and its mean max-softmax confidence is >= min-confidence (float32 comparisons);
-- similarity and threshold in float32; realignment ties go to the prediction, then to the
+- the threshold of the predicted class when the modelinfo has `class-thresholds` (unless
+  --threshold is given), else the global one; similarity and threshold in float32; realignment ties go to the prediction, then to the
   first class in the classifier's label order; no match at all -> "unknown".
 
 Reads the same modelinfo sidecars and knowledge base as the Rust element and the same raw
@@ -176,6 +177,14 @@ def main():
     calibrated = m["section"].get("threshold")
     threshold = np.float32(args.threshold if args.threshold is not None
                            else float(calibrated) if calibrated is not None else 0.5)
+    # Per-class thresholds (`class-thresholds`, label order) decide unless --threshold is set.
+    per_class = m["section"].get("class-thresholds")
+    if args.threshold is None and per_class:
+        class_thresholds = [np.float32(float(t)) for t in per_class.split(",")]
+        if len(class_thresholds) != len(m["labels"]):
+            raise SystemExit("class-thresholds does not have one value per label")
+    else:
+        class_thresholds = [threshold] * len(m["labels"])
     min_area = float(k["section"].get("min-area", "0.01"))
     min_conf = float(k["section"].get("min-confidence", "0.5"))
     if k["section"].get("output", "segmentation") != "segmentation":
@@ -219,7 +228,7 @@ def main():
             parts = {part_names[ch] for ch in range(c) if found[i][ch]}
             p = pred[i]
             sim = jac(expected_sets[p], parts)
-            adversarial = bool(sim < threshold)
+            adversarial = bool(sim < class_thresholds[p])
             corrected = classes[p]
             if adversarial:
                 scores = [jac(e, parts) for e in expected_sets]

@@ -230,6 +230,15 @@ impl TestFrame {
     }
 }
 
+/// Buffers for `frames` at 25 fps from time 0, each with a `GstVideoMeta`, and their caps.
+pub fn timed_inputs(frames: &[TestFrame]) -> Vec<(gst::Caps, gst::Buffer)> {
+    frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.caps(25), f.buffer_with_meta(FRAME * i as u64, FRAME)))
+        .collect()
+}
+
 /// Expected verdicts from the core library.
 pub fn expected(detector: &Detector, frames: &[&TestFrame]) -> Vec<Verdict> {
     let frames: Vec<Frame> = frames.iter().map(|f| f.frame()).collect();
