@@ -5,7 +5,9 @@
 //! Every throughput is measured in this process, side by side, so that ratios compare runs
 //! taken under the same conditions:
 //! - **model floor**: M and K forward passes on ready (normalised) tensors with tch, nothing
-//!   else — what the element can at best approach;
+//!   else — what the element can at best approach; measured once per batch size in three
+//!   ways, and its best way again just before and after each element run, so that the
+//!   element / floor ratio compares runs seconds apart on a host whose speed drifts;
 //! - **element**: `appsrc ! unmask ! fakesink` with pre-rendered parts-world frames held in
 //!   memory (no decoding, no rendering), sync mode, frames pushed as fast as the element takes
 //!   them; the first frames are not timed;
@@ -139,6 +141,8 @@ pub struct ElementRow {
     pub format: String,
     pub batch: usize,
     pub fps: f64,
+    /// The model floor at this batch size, re-measured (its best way) just before and just
+    /// after this run, averaged.
     pub floor_fps: f64,
     /// fps / floor_fps.
     pub ratio: f64,
@@ -361,68 +365,109 @@ fn timed_loop(seconds: f64, frames_per_call: usize, mut f: impl FnMut()) -> f64 
     frames as f64 / start.elapsed().as_secs_f64()
 }
 
-/// M + K forward passes on ready tensors: the floor of the element's cost. Measured three
-/// ways, the best counts: one after the other with libtorch's intra-op threads (`threads`),
-/// one after the other on one thread, and split over `threads` threads the way the engine
-/// does it (a batch of at least `threads` frames in equal shares, a smaller one as M and K
-/// side by side), one intra-op thread each.
-pub fn model_floor(
-    config: &DetectorConfig,
+/// How a floor measurement runs M and K.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloorWay {
+    /// One after the other with libtorch's intra-op threads.
+    Sequential,
+    /// One after the other on one thread.
+    Single,
+    /// Split over the threads the way the engine does it.
+    Parallel,
+}
+
+/// Loaded models and ready inputs for timing M + K forward passes.
+struct FloorBench {
+    detector: Detector,
+    m_in: Tensor,
+    k_in: Tensor,
     batch: usize,
-    seconds: f64,
     threads: usize,
-) -> anyhow::Result<FloorRow> {
-    let detector = Detector::load(config)?;
-    let device = detector.device();
-    let m = detector.classifier().model();
-    let k = detector.extractor().model();
-    let (h, w) = m.input_size();
-    let _guard = tch::no_grad_guard();
-    tch::manual_seed(0);
-    let images = Tensor::rand([batch as i64, 3, h, w], (Kind::Float, device));
-    let m_in = m.prepare(&images);
-    let k_in = k.prepare(&images);
-    let sync = || {
-        if let Device::Cuda(i) = device {
+}
+
+impl FloorBench {
+    fn new(config: &DetectorConfig, batch: usize, threads: usize) -> anyhow::Result<Self> {
+        let detector = Detector::load(config)?;
+        let device = detector.device();
+        let (h, w) = detector.classifier().model().input_size();
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(0);
+        let images = Tensor::rand([batch as i64, 3, h, w], (Kind::Float, device));
+        let m_in = detector.classifier().model().prepare(&images);
+        let k_in = detector.extractor().model().prepare(&images);
+        Ok(Self {
+            detector,
+            m_in,
+            k_in,
+            batch,
+            threads: threads.max(1),
+        })
+    }
+
+    fn is_cpu(&self) -> bool {
+        self.detector.device() == Device::Cpu
+    }
+
+    /// Whether `way` is a distinct measurement here (the threaded ways need a CPU and threads).
+    fn applies(&self, way: FloorWay) -> bool {
+        way == FloorWay::Sequential || (self.is_cpu() && self.threads > 1)
+    }
+
+    fn sync(&self) {
+        if let Device::Cuda(i) = self.detector.device() {
             tch::Cuda::synchronize(i as i64);
         }
-    };
-    reset_peak_rss();
-    let run_m = |x: &Tensor| {
-        let _ = m.forward_prepared(x).expect("M forward");
-    };
-    let run_k = |x: &Tensor| {
-        let _ = k.forward_prepared(x).expect("K forward");
-    };
-    let cpu = device == Device::Cpu;
-    let threads = threads.max(1);
-    tch::set_num_threads(if cpu { threads as i32 } else { 1 });
-    let fps_sequential = timed_loop(seconds, batch, || {
-        run_m(&m_in);
-        run_k(&k_in);
-        sync();
-    });
-    tch::set_num_threads(1);
-    let fps_single = if cpu && threads > 1 {
-        timed_loop(seconds, batch, || {
-            run_m(&m_in);
-            run_k(&k_in);
-        })
-    } else {
-        fps_sequential
-    };
-    let m_fps = timed_loop(seconds / 2.0, batch, || {
-        run_m(&m_in);
-        sync();
-    });
-    let k_fps = timed_loop(seconds / 2.0, batch, || {
-        run_k(&k_in);
-        sync();
-    });
-    let fps_parallel = if cpu && threads > 1 {
+    }
+
+    /// Frames per second of M and K (`m`, `k`: which of them run) the way `way` says.
+    fn time(&self, way: FloorWay, seconds: f64, m: bool, k: bool) -> f64 {
+        let _guard = tch::no_grad_guard();
+        let (mm, km) = (
+            self.detector.classifier().model(),
+            self.detector.extractor().model(),
+        );
+        let run = || {
+            if m {
+                let _ = mm.forward_prepared(&self.m_in).expect("M forward");
+            }
+            if k {
+                let _ = km.forward_prepared(&self.k_in).expect("K forward");
+            }
+            self.sync();
+        };
+        let fps = match way {
+            FloorWay::Sequential => {
+                tch::set_num_threads(if self.is_cpu() {
+                    self.threads as i32
+                } else {
+                    1
+                });
+                timed_loop(seconds, self.batch, run)
+            }
+            FloorWay::Single => {
+                tch::set_num_threads(1);
+                timed_loop(seconds, self.batch, run)
+            }
+            FloorWay::Parallel => {
+                tch::set_num_threads(1);
+                self.time_parallel(seconds)
+            }
+        };
+        tch::set_num_threads(self.threads as i32);
+        fps
+    }
+
+    /// M and K split over the threads: a batch of at least `threads` frames in equal shares,
+    /// a smaller one as M and K side by side, one intra-op thread each.
+    fn time_parallel(&self, seconds: f64) -> f64 {
         // Tensors are Send, not Sync: each job gets its own handles.
-        let shared = SharedModels(m.module(), k.module());
-        let fork = crate::engine::ForkJoin::new(threads).expect("fork-join threads");
+        let shared = SharedModels(
+            self.detector.classifier().model().module(),
+            self.detector.extractor().model().module(),
+        );
+        let fork = crate::engine::ForkJoin::new(self.threads).expect("fork-join threads");
+        let (batch, threads) = (self.batch, self.threads);
+        let (m_in, k_in) = (&self.m_in, &self.k_in);
         if batch >= threads {
             let per = batch.div_ceil(threads) as i64;
             timed_loop(seconds, batch, || {
@@ -455,12 +500,38 @@ pub fn model_floor(
                 fork.run(jobs);
             })
         }
+    }
+}
+
+/// M + K forward passes on ready tensors: the floor of the element's cost. Measured three
+/// ways, the best counts: one after the other with libtorch's intra-op threads (`threads`),
+/// one after the other on one thread, and split over `threads` threads the way the engine
+/// does it (a batch of at least `threads` frames in equal shares, a smaller one as M and K
+/// side by side), one intra-op thread each.
+pub fn model_floor(
+    config: &DetectorConfig,
+    batch: usize,
+    seconds: f64,
+    threads: usize,
+) -> anyhow::Result<FloorRow> {
+    let bench = FloorBench::new(config, batch, threads)?;
+    reset_peak_rss();
+    let fps_sequential = bench.time(FloorWay::Sequential, seconds, true, true);
+    let threaded = bench.applies(FloorWay::Parallel);
+    let fps_single = if threaded {
+        bench.time(FloorWay::Single, seconds, true, true)
+    } else {
+        fps_sequential
+    };
+    let m_fps = bench.time(FloorWay::Single, seconds / 2.0, true, false);
+    let k_fps = bench.time(FloorWay::Single, seconds / 2.0, false, true);
+    let fps_parallel = if threaded {
+        bench.time(FloorWay::Parallel, seconds, true, true)
     } else {
         0.0
     };
-    tch::set_num_threads(threads as i32);
     Ok(FloorRow {
-        device: device_name(device),
+        device: device_name(bench.detector.device()),
         batch,
         fps: fps_sequential.max(fps_single).max(fps_parallel),
         fps_sequential,
@@ -471,6 +542,38 @@ pub fn model_floor(
         peak_rss_mib: peak_rss_mib(),
         cuda_mib: cuda_memory_mib(),
     })
+}
+
+impl FloorRow {
+    /// The way that gave the best floor.
+    pub fn best_way(&self) -> FloorWay {
+        if self.fps_parallel >= self.fps_sequential.max(self.fps_single) {
+            FloorWay::Parallel
+        } else if self.fps_single > self.fps_sequential {
+            FloorWay::Single
+        } else {
+            FloorWay::Sequential
+        }
+    }
+}
+
+/// The floor re-measured next to an element run, the best way of the full measurement only:
+/// on a machine whose speed drifts (shared hosts), the ratio element / floor compares runs
+/// taken a few seconds apart instead of minutes apart.
+pub fn adjacent_floor(
+    config: &DetectorConfig,
+    full: &FloorRow,
+    seconds: f64,
+    threads: usize,
+) -> anyhow::Result<f64> {
+    let bench = FloorBench::new(config, full.batch, threads)?;
+    let way = full.best_way();
+    let way = if bench.applies(way) {
+        way
+    } else {
+        FloorWay::Sequential
+    };
+    Ok(bench.time(way, seconds, true, true))
 }
 
 /// The two TorchScript modules, shared by the threads of one measurement.
@@ -1053,17 +1156,23 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
                 set.write_raw(&raw)?;
             }
             for &batch in &opts.batches {
-                let floor = report
+                let full = report
                     .floor
                     .iter()
                     .find(|r| &r.device == device && r.batch == batch)
-                    .map_or(1.0, |r| r.fps);
-                let per_stream = ((floor * opts.seconds).ceil() as usize)
+                    .cloned()
+                    .context("no floor measured for this batch size")?;
+                let per_stream = ((full.fps * opts.seconds).ceil() as usize)
                     .max(8 * batch)
                     .max(set.frames.len())
                     .div_ceil(batch)
                     * batch;
+                // The floor again, just before and just after the element run.
+                let half = opts.seconds / 2.0;
+                let before = adjacent_floor(&config, &full, half, threads)?;
                 let run = run_sync(opts, device, set, batch, 1, true, per_stream)?;
+                let after = adjacent_floor(&config, &full, half, threads)?;
+                let floor = (before + after) / 2.0;
                 let profile = profile(&run.stats[0], run.fps);
                 let mut row = ElementRow {
                     device: device.clone(),
@@ -1226,7 +1335,7 @@ pub fn markdown(r: &BenchReport) -> String {
     }
     let _ = writeln!(
         s,
-        "\n### Element (sync mode) vs the floor and the PyTorch reference\n\n| device | input | format | batch | element fps | floor fps | element/floor | reference fps (threads) | element/reference | same verdicts | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "\n### Element (sync mode) vs the floor and the PyTorch reference\n\n| device | input | format | batch | element fps | floor fps (measured next to it) | element/floor | reference fps (threads) | element/reference | same verdicts | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for e in &r.element {
         let _ = writeln!(

@@ -25,7 +25,7 @@ fn annotate(
         fx.element_desc(extra)
     ));
     p.play();
-    let inputs = timed_inputs(&frames);
+    let inputs = timed_inputs(frames);
     p.push_all(&inputs);
     let out = p.pull_all();
     assert!(p.errors().is_empty(), "{:?}", p.errors());
