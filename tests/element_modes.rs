@@ -181,7 +181,9 @@ fn flushing_seek_drops_pending_frames() {
     let fx = fixture();
     for extra in ["batch-size=4", "mode=async batch-size=2"] {
         let desc = format!(
-            "videotestsrc name=src num-buffers=100 ! video/x-raw,format=RGB,width=64,height=48,framerate=25/1 ! {} ! appsink name=sink sync=false",
+            // identity sleeps 5 ms per frame, so that the seek comes long before the source
+            // reaches the target or its last buffer.
+            "videotestsrc name=src num-buffers=100 ! video/x-raw,format=RGB,width=64,height=48,framerate=25/1 ! identity sleep-time=5000 ! {} ! appsink name=sink sync=false",
             fx.element_desc(extra)
         );
         let pipeline = gst::parse::launch(&desc)
@@ -194,6 +196,21 @@ fn flushing_seek_drops_pending_frames() {
             .downcast::<gst_app::AppSink>()
             .unwrap();
         let seen = collect_pts(&sink);
+        // Where the flush reached the sink: everything before it is from before the seek,
+        // however far the (unthrottled) source had got by then.
+        let flushed_at = Arc::new(Mutex::new(None::<usize>));
+        {
+            let (seen, flushed_at) = (seen.clone(), flushed_at.clone());
+            sink.static_pad("sink").unwrap().add_probe(
+                gst::PadProbeType::EVENT_FLUSH,
+                move |_, info| {
+                    if let Some(gst::EventView::FlushStop(_)) = info.event().map(|e| e.view()) {
+                        *flushed_at.lock().unwrap() = Some(seen.lock().unwrap().len());
+                    }
+                    gst::PadProbeReturn::Ok
+                },
+            );
+        }
         pipeline.set_state(gst::State::Paused).unwrap();
         assert!(pipeline.state(gst::ClockTime::from_seconds(10)).0.is_ok());
         pipeline.set_state(gst::State::Playing).unwrap();
@@ -215,10 +232,11 @@ fn flushing_seek_drops_pending_frames() {
             .expect("EOS");
         assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
         let seen = seen.lock().unwrap().clone();
-        let after = seen
-            .iter()
-            .position(|(pts, _)| *pts >= target)
-            .expect("frames after the seek");
+        let after = flushed_at
+            .lock()
+            .unwrap()
+            .expect("the seek flushed the sink");
+        assert!(after < seen.len(), "{extra}: no frames after the seek");
         assert!(
             seen[after..].iter().all(|(pts, _)| *pts >= target),
             "{extra}: frames from before the seek after it: {seen:?}"
@@ -226,7 +244,12 @@ fn flushing_seek_drops_pending_frames() {
         // After the seek: contiguous frames from the target on (videotestsrc stops after 100
         // buffers in total).
         for (k, (pts, _)) in seen[after..].iter().enumerate() {
-            assert_eq!(*pts, target + FRAME * k as u64, "{extra}");
+            assert_eq!(
+                *pts,
+                target + FRAME * k as u64,
+                "{extra}: {:?}",
+                &seen[after..]
+            );
         }
         if !extra.contains("async") {
             assert!(
