@@ -419,7 +419,8 @@ impl FloorBench {
         }
     }
 
-    /// Frames per second of M and K (`m`, `k`: which of them run) the way `way` says.
+    /// Frames per second of M and K (`m`, `k`: which of them run; the parallel way always
+    /// runs both) the way `way` says.
     fn time(&self, way: FloorWay, seconds: f64, m: bool, k: bool) -> f64 {
         let _guard = tch::no_grad_guard();
         let (mm, km) = (
