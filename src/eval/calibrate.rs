@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::detector::{Detector, DetectorConfig};
 use crate::modelinfo::{Calibration, ModelInfo};
 use crate::partsworld::SceneOptions;
+use crate::similarity::is_adversarial;
 use crate::train::metrics::heldout_batches;
 use crate::train::seeds;
 
@@ -22,7 +23,11 @@ pub fn choose_threshold(clean_similarities: &[f32], target_fpr: f64) -> (f32, f6
     values.dedup();
     let mut best = (0.0f32, 0.0f64);
     for v in values {
-        let fpr = clean_similarities.iter().filter(|&&s| s < v).count() as f64 / n;
+        let fpr = clean_similarities
+            .iter()
+            .filter(|&&s| is_adversarial(s, v))
+            .count() as f64
+            / n;
         if fpr <= target_fpr {
             best = (v, fpr);
         }
@@ -108,7 +113,10 @@ pub fn choose_class_thresholds(
             } else {
                 global
             };
-            let flagged = sims.iter().filter(|&&s| s < threshold).count();
+            let flagged = sims
+                .iter()
+                .filter(|&&s| is_adversarial(s, threshold))
+                .count();
             ClassThreshold {
                 class: name.clone(),
                 images: sims.len(),
@@ -150,7 +158,7 @@ pub fn calibrate(
     } else {
         let flagged = clean
             .iter()
-            .filter(|(p, s)| *s < class_thresholds[*p].threshold)
+            .filter(|(p, s)| is_adversarial(*s, class_thresholds[*p].threshold))
             .count();
         flagged as f64 / clean.len().max(1) as f64
     };

@@ -115,6 +115,15 @@ fn from_model(v: f64) -> Option<f32> {
     (v >= 0.0).then_some(v as f32)
 }
 
+/// The thresholds frames are judged with: the `threshold` property when set, else the
+/// engine's calibrated ones.
+fn thresholds_in_use(threshold: f64, engine: &Engine) -> Thresholds {
+    from_model(threshold).map_or_else(
+        || engine.calibrated_thresholds().clone(),
+        Thresholds::Global,
+    )
+}
+
 impl Settings {
     /// The detector configuration, with unset paths resolved to the shipped models.
     fn detector_config(&self) -> DetectorConfig {
@@ -904,11 +913,8 @@ impl ObjectImpl for Unmask {
                 let threshold = settings.threshold;
                 drop(settings);
                 if let Some(state) = lock(&self.state).as_ref() {
-                    let t = from_model(threshold).map_or_else(
-                        || state.engine.calibrated_thresholds().clone(),
-                        Thresholds::Global,
-                    );
-                    self.shared.set_thresholds(Some(t));
+                    self.shared
+                        .set_thresholds(Some(thresholds_in_use(threshold, &state.engine)));
                 }
             }
             "min-confidence" => settings.min_confidence = value.get().unwrap_or(FROM_MODEL),
@@ -1074,10 +1080,7 @@ impl BaseTransformImpl for Unmask {
         gst::info!(CAT, imp = self, "loading {config:?} ({options:?})");
         let engine =
             engine::acquire(&config, &options).map_err(|e| self.load_error(&e, &config))?;
-        let thresholds = from_model(settings.threshold).map_or_else(
-            || engine.calibrated_thresholds().clone(),
-            Thresholds::Global,
-        );
+        let thresholds = thresholds_in_use(settings.threshold, &engine);
         gst::info!(
             CAT,
             imp = self,
