@@ -47,6 +47,8 @@ pub struct BenchOptions {
     pub formats: Vec<PixelFormat>,
     /// Batch sizes.
     pub batches: Vec<usize>,
+    /// Sync-mode pipeline depths (`pipeline-depth`) of the element rows.
+    pub depths: Vec<usize>,
     /// Timed seconds per throughput measurement (at least).
     pub seconds: f64,
     /// Distinct pre-rendered frames per size and format (cycled).
@@ -140,6 +142,8 @@ pub struct ElementRow {
     pub height: usize,
     pub format: String,
     pub batch: usize,
+    /// The element's `pipeline-depth`.
+    pub depth: usize,
     pub fps: f64,
     /// The model floor at this batch size, re-measured (its best way) just before and just
     /// after this run, averaged.
@@ -674,7 +678,7 @@ fn run_sync(
     opts: &BenchOptions,
     device: &str,
     set: &FrameSet,
-    batch: usize,
+    (batch, depth): (usize, usize),
     streams: usize,
     shared: bool,
     per_stream: usize,
@@ -688,7 +692,7 @@ fn run_sync(
             element_props(
                 opts,
                 device,
-                &format!("batch-size={batch} shared-engine={shared}")
+                &format!("batch-size={batch} pipeline-depth={depth} shared-engine={shared}")
             )
         )
         .ok();
@@ -1168,72 +1172,80 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
                     .max(set.frames.len())
                     .div_ceil(batch)
                     * batch;
-                // The floor again, just before and just after the element run.
-                let half = opts.seconds / 2.0;
-                let before = adjacent_floor(&config, &full, half, threads)?;
-                let run = run_sync(opts, device, set, batch, 1, true, per_stream)?;
-                let after = adjacent_floor(&config, &full, half, threads)?;
-                let floor = (before + after) / 2.0;
-                let profile = profile(&run.stats[0], run.fps);
-                let mut row = ElementRow {
-                    device: device.clone(),
-                    width: set.width,
-                    height: set.height,
-                    format: set.format.gst_name().into(),
-                    batch,
-                    fps: run.fps,
-                    floor_fps: floor,
-                    ratio: run.fps / floor,
-                    reference_fps: None,
-                    reference_threads: None,
-                    vs_reference: None,
-                    agreement: None,
-                    disagreements: Vec::new(),
-                    profile,
-                    peak_rss_mib: run.peak_rss_mib,
-                    cuda_mib: run.cuda_mib,
-                };
-                if let Some(python) = &opts.python {
-                    let count = ((run.fps / 2.0 * opts.seconds).ceil() as usize).max(4 * batch);
-                    // The reference gets its better thread setting: as many intra-op threads
-                    // as we use, or one.
-                    let mut counts = vec![threads, 1];
-                    counts.dedup();
-                    let runs: Vec<_> = counts
-                        .into_iter()
-                        .map(|t| run_reference(opts, python, set, &raw, batch, count, device, t))
-                        .collect();
-                    let best = runs.into_iter().reduce(|a, b| match (&a, &b) {
-                        (Ok(x), Ok(y)) if y.fps > x.fps => b,
-                        (Err(_), Ok(_)) => b,
-                        _ => a,
-                    });
-                    match best.expect("one run at least") {
-                        Ok(r) => {
-                            row.reference_threads = Some(r.threads);
-                            row.reference_fps = Some(r.fps);
-                            row.vs_reference = Some(run.fps / r.fps);
-                            let (agreement, diffs) = compare(&run.verdicts, &r.verdicts);
-                            row.agreement = Some(agreement);
-                            row.disagreements = diffs;
+                // The reference once per batch size (it has no pipeline depth).
+                let mut reference = None;
+                for &depth in &opts.depths {
+                    // The floor again, just before and just after the element run.
+                    let half = opts.seconds / 2.0;
+                    let before = adjacent_floor(&config, &full, half, threads)?;
+                    let run = run_sync(opts, device, set, (batch, depth), 1, true, per_stream)?;
+                    let after = adjacent_floor(&config, &full, half, threads)?;
+                    let floor = (before + after) / 2.0;
+                    let profile = profile(&run.stats[0], run.fps);
+                    let mut row = ElementRow {
+                        device: device.clone(),
+                        width: set.width,
+                        height: set.height,
+                        format: set.format.gst_name().into(),
+                        batch,
+                        depth,
+                        fps: run.fps,
+                        floor_fps: floor,
+                        ratio: run.fps / floor,
+                        reference_fps: None,
+                        reference_threads: None,
+                        vs_reference: None,
+                        agreement: None,
+                        disagreements: Vec::new(),
+                        profile,
+                        peak_rss_mib: run.peak_rss_mib,
+                        cuda_mib: run.cuda_mib,
+                    };
+                    if let Some(python) = opts.python.as_ref().filter(|_| reference.is_none()) {
+                        let count = ((run.fps / 2.0 * opts.seconds).ceil() as usize).max(4 * batch);
+                        // The reference gets its better thread setting: as many intra-op threads
+                        // as we use, or one.
+                        let mut counts = vec![threads, 1];
+                        counts.dedup();
+                        let runs: Vec<_> = counts
+                            .into_iter()
+                            .map(|t| {
+                                run_reference(opts, python, set, &raw, batch, count, device, t)
+                            })
+                            .collect();
+                        let best = runs.into_iter().reduce(|a, b| match (&a, &b) {
+                            (Ok(x), Ok(y)) if y.fps > x.fps => b,
+                            (Err(_), Ok(_)) => b,
+                            _ => a,
+                        });
+                        match best.expect("one run at least") {
+                            Ok(r) => reference = Some(r),
+                            Err(e) => report.notes.push(format!("reference: {e:#}")),
                         }
-                        Err(e) => report.notes.push(format!("reference: {e:#}")),
                     }
+                    if let Some(r) = &reference {
+                        row.reference_threads = Some(r.threads);
+                        row.reference_fps = Some(r.fps);
+                        row.vs_reference = Some(run.fps / r.fps);
+                        let (agreement, diffs) = compare(&run.verdicts, &r.verdicts);
+                        row.agreement = Some(agreement);
+                        row.disagreements = diffs;
+                    }
+                    eprintln!(
+                        "element {device} {}x{} {} batch {batch} depth {depth}: {:.1} fps, floor {:.1}, ratio {:.3}, reference {}, agreement {:?} ({} analysed)",
+                        set.width,
+                        set.height,
+                        set.format.gst_name(),
+                        row.fps,
+                        floor,
+                        row.ratio,
+                        row.reference_fps
+                            .map_or("-".into(), |r| format!("{r:.1} fps (x{:.2})", row.fps / r)),
+                        row.agreement,
+                        run.analysed
+                    );
+                    report.element.push(row);
                 }
-                eprintln!(
-                    "element {device} {}x{} {} batch {batch}: {:.1} fps, floor {:.1}, ratio {:.3}, reference {}, agreement {:?} ({} analysed)",
-                    set.width,
-                    set.height,
-                    set.format.gst_name(),
-                    row.fps,
-                    floor,
-                    row.ratio,
-                    row.reference_fps
-                        .map_or("-".into(), |r| format!("{r:.1} fps (x{:.2})", row.fps / r)),
-                    row.agreement,
-                    run.analysed
-                );
-                report.element.push(row);
             }
         }
     }
@@ -1246,9 +1258,9 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
                 .find(|r| r.batch == 1)
                 .map_or(1.0, |r| r.fps);
             let per_stream = ((floor * opts.seconds / n as f64).ceil() as usize).max(16);
-            let shared = run_sync(opts, &cpu, set, 1, n, true, per_stream)?;
+            let shared = run_sync(opts, &cpu, set, (1, 1), n, true, per_stream)?;
             let batch = profile(&shared.stats[0], shared.fps).mean_batch;
-            let separate = run_sync(opts, &cpu, set, 1, n, false, per_stream)?;
+            let separate = run_sync(opts, &cpu, set, (1, 1), n, false, per_stream)?;
             eprintln!(
                 "{n} streams: shared {:.1} fps ({:.0} MiB, mean batch {batch:.1}), separate {:.1} fps ({:.0} MiB)",
                 shared.fps, shared.peak_rss_mib, separate.fps, separate.peak_rss_mib
@@ -1336,17 +1348,18 @@ pub fn markdown(r: &BenchReport) -> String {
     }
     let _ = writeln!(
         s,
-        "\n### Element (sync mode) vs the floor and the PyTorch reference\n\n| device | input | format | batch | element fps | floor fps (measured next to it) | element/floor | reference fps (threads) | element/reference | same verdicts | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "\n### Element (sync mode) vs the floor and the PyTorch reference\n\n| device | input | format | batch | depth | element fps | floor fps (measured next to it) | element/floor | reference fps (threads) | element/reference | same verdicts | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for e in &r.element {
         let _ = writeln!(
             s,
-            "| {} | {}x{} | {} | {} | {:.1} | {:.1} | {:.3} | {} | {} | {} | {:.0} |",
+            "| {} | {}x{} | {} | {} | {} | {:.1} | {:.1} | {:.3} | {} | {} | {} | {:.0} |",
             e.device,
             e.width,
             e.height,
             e.format,
             e.batch,
+            e.depth,
             e.fps,
             e.floor_fps,
             e.ratio,
@@ -1361,17 +1374,18 @@ pub fn markdown(r: &BenchReport) -> String {
     }
     let _ = writeln!(
         s,
-        "\n### Profile per analysed frame (µs; engine stages per frame of the batch)\n\n| input | format | batch | wall | map | preprocess | M | K | parts | attach | other | queue (waiting, overlaps) |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "\n### Profile per analysed frame (µs; engine stages per frame of the batch)\n\n| input | format | batch | depth | wall | map | preprocess | M | K | parts | attach | other | queue (waiting, overlaps) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for e in &r.element {
         let p = &e.profile;
         let _ = writeln!(
             s,
-            "| {}x{} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            "| {}x{} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
             e.width,
             e.height,
             e.format,
             e.batch,
+            e.depth,
             p.wall,
             p.map,
             p.preprocess,

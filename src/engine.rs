@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -148,6 +148,9 @@ pub struct EngineStats {
     pub frames: u64,
     /// Largest batch so far.
     pub largest_batch: usize,
+    /// Batches taken from the queue and pre-processed by the part extractor's thread while
+    /// the previous batch was still in the classifier.
+    pub prepared_ahead: u64,
     /// Time per stage, summed over all batches (queue: over all requests).
     pub stages: StageTimes,
 }
@@ -503,12 +506,36 @@ impl Engine {
         &self,
         frames: Vec<Box<dyn FrameSource>>,
     ) -> Result<(Vec<Analysis>, Timing), String> {
+        self.analyse_later(frames)?.wait()
+    }
+
+    /// Queues frames for analysis (waiting for room in the queue, not for the analysis); the
+    /// answer is collected with [`PendingAnalysis::wait`].
+    pub fn analyse_later(
+        &self,
+        frames: Vec<Box<dyn FrameSource>>,
+    ) -> Result<PendingAnalysis, String> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.submit_blocking(Request::new(frames, move |answer, timing| {
             let _ = tx.send((answer, timing));
         }))
         .map_err(|e| e.to_string())?;
-        let (answer, timing) = rx
+        Ok(PendingAnalysis { answer: rx })
+    }
+}
+
+/// Frames handed to the engine by [`Engine::analyse_later`]. Dropping it abandons the answer
+/// (the frames are still analysed).
+#[derive(Debug)]
+pub struct PendingAnalysis {
+    answer: Receiver<(Answer, Timing)>,
+}
+
+impl PendingAnalysis {
+    /// Waits for the analyses (one per frame, in order).
+    pub fn wait(self) -> Result<(Vec<Analysis>, Timing), String> {
+        let (answer, timing) = self
+            .answer
             .recv()
             .map_err(|_| "the engine dropped the request".to_owned())?;
         answer.map(|a| (a, timing))
@@ -550,37 +577,55 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     format!("panic: {text}")
 }
 
-impl Worker {
-    fn run(self, jobs: Receiver<Request>) {
-        tch::set_num_threads(1);
-        // Inference only: no autograd bookkeeping on this thread.
-        let _no_grad = tch::no_grad_guard();
-        while let Ok(first) = jobs.recv() {
-            let cap = self.batch_cap.load(Ordering::SeqCst).max(1);
-            let mut requests = vec![first];
-            let mut frames = requests[0].frames.len();
-            while frames < cap {
-                match jobs.try_recv() {
-                    Ok(r) => {
-                        frames += r.frames.len();
-                        requests.push(r);
-                    }
-                    Err(_) => break,
-                }
+/// `first` and the requests already queued behind it, up to `cap` frames.
+fn gather(first: Request, jobs: &Receiver<Request>, cap: usize) -> Vec<Request> {
+    let mut frames = first.frames.len();
+    let mut requests = vec![first];
+    while frames < cap {
+        match jobs.try_recv() {
+            Ok(r) => {
+                frames += r.frames.len();
+                requests.push(r);
             }
-            self.process(requests, cap);
+            Err(_) => break,
         }
     }
+    requests
+}
 
-    fn process(&self, requests: Vec<Request>, cap: usize) {
+/// The requests of one pass, stale ones already answered.
+struct Batch {
+    /// Requests to answer, in queue order.
+    live: Vec<Request>,
+    /// Per live request: why its frames cannot be read, if they cannot.
+    unreadable: Vec<Option<String>>,
+    /// Readable frames in all.
+    frames: usize,
+    cancelled: u64,
+    cap: usize,
+    stages: StageTimes,
+    /// The readable frames' canonical images for M and K, made ahead while the previous
+    /// pass was still in the classifier.
+    images: Option<Result<(Tensor, Tensor), String>>,
+}
+
+impl Batch {
+    /// Answers the stale `requests` (cancelled) and checks the others' frames.
+    fn new(requests: Vec<Request>, cap: usize) -> Self {
         let start = Instant::now();
-        let mut live = Vec::with_capacity(requests.len());
-        let mut cancelled = 0;
-        let mut queue = Duration::ZERO;
+        let mut batch = Batch {
+            live: Vec::with_capacity(requests.len()),
+            unreadable: Vec::with_capacity(requests.len()),
+            frames: 0,
+            cancelled: 0,
+            cap,
+            stages: StageTimes::default(),
+            images: None,
+        };
         for r in requests {
-            queue += start.saturating_duration_since(r.submitted);
+            batch.stages.queue += start.saturating_duration_since(r.submitted);
             if r.is_stale() {
-                cancelled += 1;
+                batch.cancelled += 1;
                 let elapsed = r.submitted.elapsed();
                 drop(r.frames);
                 (r.reply)(
@@ -590,44 +635,108 @@ impl Worker {
                         elapsed,
                     },
                 );
-            } else {
-                live.push(r);
+                continue;
             }
-        }
-        if live.is_empty() {
-            lock(&self.stats).cancelled += cancelled;
-            return;
-        }
-        let mut stages = StageTimes {
-            queue,
-            ..StageTimes::default()
-        };
-        // Borrow every frame; a request whose frames cannot be read fails alone.
-        let mut answers: Vec<Option<Answer>> = Vec::with_capacity(live.len());
-        let mut frames: Vec<Frame<'_>> = Vec::new();
-        let mut owners: Vec<usize> = Vec::new();
-        for (i, r) in live.iter().enumerate() {
-            match r
-                .frames
-                .iter()
-                .map(|f| {
-                    let frame = f.frame()?;
-                    frame.validate().map_err(|e| e.to_string())?;
-                    Ok(frame)
-                })
-                .collect::<Result<Vec<_>, _>>()
-            {
-                Ok(fs) => {
-                    owners.extend(std::iter::repeat_n(i, fs.len()));
-                    frames.extend(fs);
-                    answers.push(None);
+            let readable = r.frames.iter().try_for_each(|f| {
+                f.frame()?.validate().map_err(|e| e.to_string())?;
+                Ok::<_, String>(())
+            });
+            match readable {
+                Ok(()) => {
+                    batch.frames += r.frames.len();
+                    batch.unreadable.push(None);
                 }
-                Err(e) => answers.push(Some(Err(e))),
+                Err(e) => batch.unreadable.push(Some(e)),
+            }
+            batch.live.push(r);
+        }
+        batch
+    }
+
+    /// The readable frames, each with the index of its request.
+    fn frames(&self) -> (Vec<Frame<'_>>, Vec<usize>) {
+        let mut frames = Vec::with_capacity(self.frames);
+        let mut owners = Vec::with_capacity(self.frames);
+        for (i, r) in self.live.iter().enumerate() {
+            if self.unreadable[i].is_some() {
+                continue;
+            }
+            // Read (and checked) once already: a frame that fails now is left out, and its
+            // request answered with an error for the missing analysis.
+            for frame in r.frames.iter().filter_map(|f| f.frame().ok()) {
+                frames.push(frame);
+                owners.push(i);
             }
         }
+        (frames, owners)
+    }
+}
+
+/// Where the part extractor's thread may take and prepare the next pass: the queue, and the
+/// slot it leaves the prepared batch in.
+type Ahead<'a> = (&'a Receiver<Request>, &'a Mutex<Option<Batch>>);
+
+impl Worker {
+    fn run(self, jobs: Receiver<Request>) {
+        tch::set_num_threads(1);
+        // Inference only: no autograd bookkeeping on this thread.
+        let _no_grad = tch::no_grad_guard();
+        let mut next: Option<Batch> = None;
+        loop {
+            let batch = match next.take() {
+                Some(batch) => batch,
+                None => match jobs.recv() {
+                    Ok(first) => {
+                        let cap = self.batch_cap.load(Ordering::SeqCst).max(1);
+                        Batch::new(gather(first, &jobs, cap), cap)
+                    }
+                    Err(_) => break,
+                },
+            };
+            next = self.process(batch, &jobs);
+        }
+    }
+
+    /// Whether a pass over `frames` frames runs M and K side by side (on the CPU, fewer
+    /// frames than threads): then the next pass can be prepared ahead.
+    fn side_by_side(detector: &Detector, threads: usize, frames: usize) -> bool {
+        threads >= 2
+            && detector.device() == Device::Cpu
+            && frames > 0
+            && frames < threads
+            && detector.max_batch().is_none()
+    }
+
+    /// Analyses a batch and answers its requests; returns the next batch if it was taken from
+    /// the queue (and pre-processed) while this one was in the models.
+    fn process(&self, mut batch: Batch, jobs: &Receiver<Request>) -> Option<Batch> {
+        if batch.live.is_empty() {
+            lock(&self.stats).cancelled += batch.cancelled;
+            return None;
+        }
+        let ahead = Mutex::new(None);
+        let mut stages = batch.stages;
+        let prepared = batch.images.take();
+        let was_prepared = prepared.is_some();
+        let cap = batch.cap;
+        let (frames, owners) = batch.frames();
         let total = frames.len();
         let mut batches = 0;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let images = match prepared {
+                Some(images) => Some(images?),
+                None if Self::side_by_side(&self.detector, self.threads, total) => {
+                    let t0 = Instant::now();
+                    let images = self.images(&frames)?;
+                    stages.preprocess += t0.elapsed();
+                    Some(images)
+                }
+                None => None,
+            };
+            if let Some(images) = images {
+                batches = 1;
+                return self.run_side_by_side(images, &mut stages, Some((jobs, &ahead)));
+            }
             let mut out = Vec::with_capacity(total);
             for chunk in frames.chunks(cap) {
                 out.extend(self.analyse(chunk, &mut stages)?);
@@ -637,22 +746,27 @@ impl Worker {
         }))
         .unwrap_or_else(|panic| Err(panic_message(panic.as_ref())));
         drop(frames);
-        match result {
+        let Batch {
+            live,
+            unreadable,
+            cancelled,
+            ..
+        } = batch;
+        let mut answers: Vec<Answer> = match result {
             Ok(analyses) => {
                 let mut per_request: Vec<Vec<Analysis>> = vec![Vec::new(); live.len()];
                 for (a, owner) in analyses.into_iter().zip(owners) {
                     per_request[owner].push(a);
                 }
-                for (answer, list) in answers.iter_mut().zip(per_request) {
-                    if answer.is_none() {
-                        *answer = Some(Ok(list));
-                    }
-                }
+                per_request.into_iter().map(Ok).collect()
             }
-            Err(e) => {
-                for answer in answers.iter_mut().filter(|a| a.is_none()) {
-                    *answer = Some(Err(e.clone()));
-                }
+            Err(e) => live.iter().map(|_| Err(e.clone())).collect(),
+        };
+        for ((answer, r), why) in answers.iter_mut().zip(&live).zip(unreadable) {
+            if let Some(why) = why {
+                *answer = Err(why);
+            } else if answer.as_ref().is_ok_and(|a| a.len() != r.frames.len()) {
+                *answer = Err("a frame could not be read".into());
             }
         }
         {
@@ -662,23 +776,26 @@ impl Worker {
             s.batches += batches;
             s.frames += total as u64;
             s.largest_batch = s.largest_batch.max(total.min(cap));
-            s.stages.queue += stages.queue;
-            s.stages.preprocess += stages.preprocess;
-            s.stages.classifier += stages.classifier;
-            s.stages.extractor += stages.extractor;
-            s.stages.parts += stages.parts;
+            s.prepared_ahead += u64::from(was_prepared);
+            s.stages.add(&stages);
         }
         for (r, answer) in live.into_iter().zip(answers) {
             let elapsed = r.submitted.elapsed();
             drop(r.frames);
             (r.reply)(
-                answer.unwrap_or_else(|| Err("no answer".into())),
+                answer,
                 Timing {
                     batch_frames: total,
                     elapsed,
                 },
             );
         }
+        ahead.into_inner().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Canonical images of `frames` for M and for K.
+    fn images(&self, frames: &[Frame<'_>]) -> Result<(Tensor, Tensor), String> {
+        SharedDetector(&self.detector).images(frames)
     }
 
     /// One forward pass (padded to the models' fixed batch if they have one).
@@ -739,15 +856,29 @@ impl Worker {
         }
         // Fewer frames than threads: pre-process here, then M and K side by side.
         let t0 = Instant::now();
-        let (m_images, k_images) = self
-            .detector
-            .frames_to_images(frames)
-            .map_err(|e| e.to_string())?;
-        let k_images = k_images.unwrap_or_else(|| m_images.shallow_clone());
+        let images = d.images(frames)?;
         stages.preprocess += t0.elapsed();
+        self.run_side_by_side(images, stages, None)
+    }
+
+    /// M on this thread and K (then the parts) on a pool thread, at the same time. With
+    /// `ahead`, the pool thread, if it is done before M, takes the next requests from the
+    /// queue and pre-processes them, so that the next pass starts with its images ready.
+    fn run_side_by_side(
+        &self,
+        (m_images, k_images): (Tensor, Tensor),
+        stages: &mut StageTimes,
+        ahead: Option<Ahead<'_>>,
+    ) -> Result<Vec<Analysis>, String> {
+        let d = SharedDetector(&self.detector);
+        let threads = self.threads;
+        let cap = self.batch_cap.load(Ordering::SeqCst).max(1);
+        let m_done = AtomicBool::new(false);
+        let m_done = &m_done;
         let m_job = move || {
             let t = Instant::now();
             let r = d.predict(&m_images).map(Either::M);
+            m_done.store(true, Ordering::Release);
             (r, t.elapsed(), Duration::ZERO)
         };
         let k_job = move || {
@@ -758,7 +889,14 @@ impl Worker {
             };
             let t1 = Instant::now();
             let parts = d.parts(&out);
-            (Ok(Either::K(parts)), t1 - t, t1.elapsed())
+            let after = t1.elapsed();
+            if let Some((jobs, slot)) = ahead
+                && !m_done.load(Ordering::Acquire)
+                && let Ok(first) = jobs.try_recv()
+            {
+                *lock(slot) = Some(d.prepare_ahead(gather(first, jobs, cap), cap, threads));
+            }
+            (Ok(Either::K(parts)), t1 - t, after)
         };
         let jobs: Vec<Box<dyn FnOnce() -> _ + Send + '_>> = vec![Box::new(m_job), Box::new(k_job)];
         let mut predictions = Vec::new();
@@ -821,6 +959,28 @@ impl SharedDetector<'_> {
 
     fn parts(&self, out: &Tensor) -> Vec<PartSet> {
         self.0.parts_from_channels(&self.0.extractor().decide(out))
+    }
+
+    /// Canonical images of `frames` for M and for K (the same tensor when their input
+    /// sizes agree).
+    fn images(&self, frames: &[Frame<'_>]) -> Result<(Tensor, Tensor), String> {
+        let (m, k) = self.0.frames_to_images(frames).map_err(|e| e.to_string())?;
+        let k = k.unwrap_or_else(|| m.shallow_clone());
+        Ok((m, k))
+    }
+
+    /// A batch of `requests`, pre-processed if it will run side by side.
+    fn prepare_ahead(&self, requests: Vec<Request>, cap: usize, threads: usize) -> Batch {
+        let mut batch = Batch::new(requests, cap);
+        if Worker::side_by_side(self.0, threads, batch.frames) {
+            let t0 = Instant::now();
+            let (frames, _) = batch.frames();
+            let images = self.images(&frames);
+            drop(frames);
+            batch.stages.preprocess += t0.elapsed();
+            batch.images = Some(images);
+        }
+        batch
     }
 
     /// Everything on the current thread, stage by stage.

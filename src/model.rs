@@ -405,9 +405,9 @@ impl PartExtractor {
             } => {
                 let out = out.to_kind(Kind::Float);
                 let (area, conf_sum) = if out.device() == Device::Cpu {
-                    segmentation_stats_cpu(&out)
+                    crate::segmentation::stats_cpu(&out)
                 } else {
-                    segmentation_stats_tensor(&out)
+                    crate::segmentation::stats_tensor(&out)
                 };
                 let pixels = (out.size()[2] * out.size()[3]) as f64;
                 // Comparisons in float32, like the tensor comparisons they replace.
@@ -434,126 +434,5 @@ impl PartExtractor {
                     .collect()
             })
             .collect()
-    }
-}
-
-/// Per image and channel of segmentation logits `[N,C,h,w]` (float): the number of pixels
-/// whose winning channel it is (the first maximum, like `max_dim`) and the sum of those
-/// pixels' softmax probability `1 / sum(exp(x - max))`, as `N*C` values each.
-///
-/// On the CPU, one pass in Rust over the map finds each pixel's maximum and winning channel
-/// and the counting is done in Rust too; libtorch's vectorised kernels do only the
-/// exponentials. Elsewhere everything stays on the device ([`segmentation_stats_tensor`]).
-fn segmentation_stats_cpu(out: &Tensor) -> (Vec<i64>, Vec<f64>) {
-    let size = out.size();
-    let (n, channels) = (size[0] as usize, size[1] as usize);
-    let pixels = (size[2] * size[3]) as usize;
-    let out = out.contiguous();
-    let values = Vec::<f32>::try_from(out.flatten(0, -1)).unwrap_or_default();
-    let mut max = vec![f32::NEG_INFINITY; n * pixels];
-    let mut arg = vec![0usize; n * pixels];
-    for image in 0..n {
-        let (max, arg) = (
-            &mut max[image * pixels..(image + 1) * pixels],
-            &mut arg[image * pixels..(image + 1) * pixels],
-        );
-        for c in 0..channels {
-            let start = (image * channels + c) * pixels;
-            let plane = &values[start..start + pixels];
-            for ((m, a), &x) in max.iter_mut().zip(arg.iter_mut()).zip(plane) {
-                // Strictly greater: the first maximum wins.
-                if x > *m {
-                    *m = x;
-                    *a = c;
-                }
-            }
-        }
-    }
-    let max_t = Tensor::from_slice(&max).view([n as i64, 1, size[2], size[3]]);
-    let conf = (&out - &max_t)
-        .exp_()
-        .sum_dim_intlist([1].as_slice(), false, Kind::Float)
-        .reciprocal_();
-    let conf = Vec::<f32>::try_from(conf.flatten(0, -1)).unwrap_or_default();
-    let mut area = vec![0i64; n * channels];
-    let mut conf_sum = vec![0f64; n * channels];
-    for (p, (&c, &q)) in arg.iter().zip(&conf).enumerate() {
-        let bin = (p / pixels) * channels + c;
-        area[bin] += 1;
-        conf_sum[bin] += q as f64;
-    }
-    (area, conf_sum)
-}
-
-/// [`segmentation_stats_cpu`] with tensor operations only, for maps on other devices.
-///
-/// Per pixel: the winning channel (the first maximum) and its softmax probability; per
-/// image and channel: the pixel count and the summed probability (two bincounts over
-/// `image * channels + channel`). Index-tracking reductions over the channel axis
-/// (`max_dim`, `argmax`) and one-hot maps are several times slower.
-fn segmentation_stats_tensor(out: &Tensor) -> (Vec<i64>, Vec<f64>) {
-    let (n, channels) = (out.size()[0], out.size()[1]);
-    let max = out.amax([1].as_slice(), true); // [N,1,h,w]
-    let conf = (out - &max)
-        .exp_()
-        .sum_dim_intlist([1].as_slice(), false, Kind::Float)
-        .reciprocal_(); // [N,h,w]
-    let rank = Tensor::arange_start_step(channels, 0, -1, (Kind::Float, out.device()))
-        .view([1, channels, 1, 1]);
-    // channels - index of the first maximum
-    let first = (out.eq_tensor(&max).to_kind(Kind::Float) * rank).amax([1].as_slice(), false);
-    let arg = (first.neg() + channels as f64).to_kind(Kind::Int64);
-    let image = Tensor::arange(n, (Kind::Int64, out.device())) * channels;
-    let index = (arg + image.view([n, 1, 1])).flatten(0, -1);
-    let bins = n * channels;
-    let area = index.bincount::<Tensor>(None, bins);
-    let conf_sum = index.bincount(Some(conf.flatten(0, -1).to_kind(Kind::Double)), bins);
-    (
-        Vec::<i64>::try_from(area.to_device(Device::Cpu)).unwrap_or_default(),
-        Vec::<f64>::try_from(conf_sum.to_device(Device::Cpu)).unwrap_or_default(),
-    )
-}
-
-#[cfg(test)]
-mod segmentation_tests {
-    use super::*;
-
-    /// Random logits rounded to a coarse grid, so that ties between channels are common.
-    fn logits(n: i64, channels: i64, h: i64, w: i64, seed: i64) -> Tensor {
-        tch::manual_seed(seed);
-        (Tensor::randn([n, channels, h, w], (Kind::Float, Device::Cpu)) * 2.0).round() * 0.5
-    }
-
-    #[test]
-    fn cpu_statistics_equal_the_tensor_ones_ties_included() {
-        for (seed, (n, c, h, w)) in [(1, 9, 8, 8), (3, 37, 16, 12), (2, 5, 1, 1), (4, 2, 7, 5)]
-            .into_iter()
-            .enumerate()
-        {
-            let out = logits(n, c, h, w, seed as i64);
-            let (area_cpu, sum_cpu) = segmentation_stats_cpu(&out);
-            let (area_t, sum_t) = segmentation_stats_tensor(&out);
-            assert_eq!(area_cpu, area_t, "areas, case {seed}");
-            assert_eq!(
-                area_cpu.iter().sum::<i64>(),
-                n * h * w,
-                "every pixel counted once"
-            );
-            // Same maxima, same kernels for the exponentials, same summation order.
-            assert_eq!(sum_cpu, sum_t, "confidence sums, case {seed}");
-        }
-    }
-
-    #[test]
-    fn the_first_maximum_wins_a_tie() {
-        // One pixel, channels 1 and 2 tied at the maximum: channel 1 wins.
-        let out = Tensor::from_slice(&[0.0f32, 3.0, 3.0, -1.0]).view([1, 4, 1, 1]);
-        let (area, sum) = segmentation_stats_cpu(&out);
-        assert_eq!(area, vec![0, 1, 0, 0]);
-        let e = [0.0f64, 3.0, 3.0, -1.0]
-            .map(|x| (x - 3.0f64).exp())
-            .iter()
-            .sum::<f64>();
-        assert!((sum[1] - 1.0 / e).abs() < 1e-6);
     }
 }

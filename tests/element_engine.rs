@@ -412,3 +412,66 @@ fn a_full_request_queue_refuses_without_blocking_and_answers_what_it_took() {
         .load(std::sync::atomic::Ordering::SeqCst)
         == queued));
 }
+
+#[test]
+fn the_next_request_is_prepared_while_the_classifier_runs() {
+    let fx = fixture();
+    let detector = fx.detector();
+    // A classifier much slower than the extractor: the extractor's thread is idle while M
+    // runs and takes the next request from the queue.
+    let mut config = fx.detector_config();
+    config.classifier = fx.slow_classifier(12);
+    let engine = engine::acquire(
+        &config,
+        &EngineOptions {
+            threads: 2,
+            batch: 1,
+            shared: false,
+        },
+    )
+    .unwrap();
+    let kb = engine.knowledge().clone();
+    let formats = [
+        (PixelFormat::Bgrx, 64, 48),
+        (PixelFormat::I420, 40, 30),
+        (PixelFormat::Rgb, 33, 17),
+    ];
+    let frames: Vec<Arc<OwnedFrame>> = (0..12)
+        .map(|i| {
+            let (f, w, h) = formats[i % formats.len()];
+            Arc::new(owned(SCENES[i % 3], f, w, h, 0))
+        })
+        .collect();
+    let submit = |i: usize| {
+        engine
+            .analyse_later(vec![Box::new(frames[i].clone()) as Box<dyn FrameSource>])
+            .unwrap()
+    };
+    // Two requests in flight at a time, as the element's sync mode with pipeline-depth=2.
+    let mut in_flight = std::collections::VecDeque::from([submit(0)]);
+    let mut answers = Vec::new();
+    for i in 1..=frames.len() {
+        if i < frames.len() {
+            in_flight.push_back(submit(i));
+        }
+        let (mut analyses, _) = in_flight.pop_front().unwrap().wait().unwrap();
+        assert_eq!(analyses.len(), 1);
+        answers.push(analyses.remove(0));
+    }
+    for (i, (analysis, frame)) in answers.iter().zip(&frames).enumerate() {
+        let got = analysis.verdict(&kb, detector.thresholds());
+        let want = detector
+            .analyse_frames(&[frame.as_frame()])
+            .unwrap()
+            .remove(0);
+        // The slow classifier only adds work: its logits are the tiny classifier's.
+        assert_eq!(got.predicted, want.predicted, "frame {i}");
+        assert_eq!(got.parts, want.parts, "frame {i}");
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.frames, frames.len() as u64);
+    assert!(
+        stats.prepared_ahead > 0,
+        "no request was prepared ahead: {stats:?}"
+    );
+}

@@ -39,15 +39,19 @@ fn interval_analyses_every_nth_frame() {
     let fx = fixture();
     let detector = fx.detector();
     let frames = frames(9, PixelFormat::Rgb, 48, 32);
-    for batch in [1, 2] {
-        let p = AppPipeline::new(&fx.element_desc(&format!("interval=3 batch-size={batch}")));
+    for extra in [
+        "batch-size=1",
+        "batch-size=2",
+        "batch-size=2 pipeline-depth=3",
+    ] {
+        let p = AppPipeline::new(&fx.element_desc(&format!("interval=3 {extra}")));
         p.play();
         p.push_all(&inputs(&frames, 0));
         let out = p.pull_all();
         assert_eq!(out.len(), 9);
         for (i, s) in out.iter().enumerate() {
             let meta = meta_of(s);
-            assert_eq!(meta.is_some(), i % 3 == 0, "batch {batch} frame {i}");
+            assert_eq!(meta.is_some(), i % 3 == 0, "{extra} frame {i}");
             if let Some(m) = meta {
                 assert_same_verdict(
                     &m.verdict,
@@ -179,7 +183,11 @@ fn collect_pts(sink: &gst_app::AppSink) -> Arc<Mutex<Vec<(gst::ClockTime, bool)>
 #[test]
 fn flushing_seek_drops_pending_frames() {
     let fx = fixture();
-    for extra in ["batch-size=4", "mode=async batch-size=2"] {
+    for extra in [
+        "batch-size=4",
+        "mode=async batch-size=2",
+        "batch-size=2 pipeline-depth=3",
+    ] {
         let desc = format!(
             // identity sleeps 5 ms per frame, so that the seek comes long before the source
             // reaches the target or its last buffer.
@@ -338,7 +346,12 @@ fn latency_query_reports_analysis_and_batching() {
     let fx = fixture();
     let frames = frames(2, PixelFormat::Rgb, 64, 48);
     let mut reported = Vec::new();
-    for extra in ["", "batch-size=4", "mode=async batch-size=4"] {
+    for extra in [
+        "",
+        "batch-size=4",
+        "mode=async batch-size=4",
+        "batch-size=2 pipeline-depth=2",
+    ] {
         let p = AppPipeline::new(&fx.element_desc(extra));
         p.play();
         // Negotiate, then query while the stream is still open.
@@ -346,8 +359,9 @@ fn latency_query_reports_analysis_and_batching() {
         p.src
             .push_sample(&gst::Sample::builder().caps(caps).buffer(b).build())
             .unwrap();
-        if extra.contains("batch-size=4") && !extra.contains("async") {
-            // The frame waits for its batch: push three more.
+        if extra.contains("batch-size=") && !extra.contains("async") {
+            // The frame waits for its batch (and, with depth 2, for the next batch to be
+            // handed over): push three more.
             for i in 1..4 {
                 let (caps, b) = &inputs(&frames, i)[0];
                 p.src
@@ -377,6 +391,11 @@ fn latency_query_reports_analysis_and_batching() {
     );
     let (_, async_min, _) = reported[2];
     assert_eq!(async_min, gst::ClockTime::ZERO, "{reported:?}");
+    let (_, pipelined_min, _) = reported[3];
+    assert!(
+        pipelined_min >= FRAME * 3,
+        "2 batches of 2 held: 3 frame durations: {reported:?}"
+    );
 }
 
 /// A slow classifier whose analysis of one small frame takes at least `target`.

@@ -128,6 +128,24 @@ fn batches_give_the_same_verdicts() {
 }
 
 #[test]
+fn pipelined_sync_mode_gives_the_same_verdicts_in_order() {
+    let fx = fixture();
+    let frames: Vec<TestFrame> = (0..11)
+        .map(|i| TestFrame::new(SCENES[i % 3], PixelFormat::Bgrx, 80, 60, 4))
+        .collect();
+    // Up to 2 or 3 batches in the engine at once; with two threads single frames run M and K
+    // side by side and the next frame is prepared ahead. The last batches drain at EOS.
+    for extra in [
+        "pipeline-depth=2",
+        "pipeline-depth=3 threads=2",
+        "batch-size=3 pipeline-depth=2",
+        "pipeline-depth=8 threads=1",
+    ] {
+        check_frames(&fx, extra, &frames, true);
+    }
+}
+
+#[test]
 fn meta_survives_queue_tee_videoconvert_and_videoscale() {
     let fx = fixture();
     // The tee's second branch is not consumed by the test.

@@ -39,6 +39,9 @@ pub struct BenchArgs {
     /// Batch sizes.
     #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
     batches: Vec<usize>,
+    /// Sync-mode pipeline depths of the element (`pipeline-depth`).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    depths: Vec<usize>,
     /// Timed seconds per throughput measurement.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -123,6 +126,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if formats.is_empty() || args.batches.is_empty() || args.sizes.is_empty() {
         bail!("give at least one size, format and batch size");
     }
+    if args.depths.is_empty() || args.depths.iter().any(|&d| d == 0 || d > 8) {
+        bail!("pipeline depths are 1 to 8");
+    }
     let python = match args.python.as_str() {
         "none" | "" => None,
         p => {
@@ -144,6 +150,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .collect::<anyhow::Result<_>>()?,
         formats,
         batches: args.batches,
+        depths: args.depths,
         seconds: args.seconds,
         pool: args.pool.max(1),
         threads: args.threads,

@@ -82,14 +82,20 @@ pub struct DetectorArgs {
     /// Frames analysed together.
     #[arg(long, default_value_t = 1, value_name = "N", help_heading = "Detector")]
     pub batch_size: u32,
+    /// Sync mode: batches handed to the engine at once (2: the next is pre-processed while
+    /// the previous is in the models; each extra batch adds a batch of latency) [default: 2
+    /// for scan, 1 for watch].
+    #[arg(long, value_name = "N", help_heading = "Detector")]
+    pub pipeline_depth: Option<u32>,
     /// libtorch CPU threads (0: one per core).
     #[arg(long, default_value_t = 0, value_name = "N", help_heading = "Detector")]
     pub threads: u32,
 }
 
 impl DetectorArgs {
-    /// Creates the `unmask` element with these options and `mode`.
-    pub fn element(&self, mode: Mode) -> anyhow::Result<gst::Element> {
+    /// Creates the `unmask` element with these options and `mode` (`depth`: the pipeline
+    /// depth when `--pipeline-depth` is not given).
+    pub fn element(&self, mode: Mode, depth: u32) -> anyhow::Result<gst::Element> {
         if let Some(t) = self.threshold
             && !(0.0..=1.0).contains(&t)
         {
@@ -98,12 +104,17 @@ impl DetectorArgs {
         if self.interval == 0 || self.batch_size == 0 || self.batch_size > 256 {
             bail!("--interval must be at least 1 and --batch-size in 1..=256");
         }
+        let depth = self.pipeline_depth.unwrap_or(depth);
+        if !(1..=8).contains(&depth) {
+            bail!("--pipeline-depth must be in 1..=8, got {depth}");
+        }
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
         let mut b = gst::ElementFactory::make("unmask")
             .name("unmask")
             .property("device", &self.device)
             .property("interval", self.interval)
             .property("batch-size", self.batch_size)
+            .property("pipeline-depth", depth)
             .property("threads", self.threads)
             .property_from_str("mode", mode.nick())
             .property_from_str(

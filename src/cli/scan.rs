@@ -283,7 +283,7 @@ impl Scan {
     fn build(a: &ScanArgs, input: &Input) -> anyhow::Result<Self> {
         let pipeline = gst::Pipeline::with_name("unmask-scan");
         let convert = make_element("videoconvert")?;
-        let unmask = a.detector.element(a.mode)?;
+        let unmask = a.detector.element(a.mode, 2)?;
         if a.mode == Mode::Async {
             // The last verdicts of a stream only reach the bus.
             unmask.set_property_from_str("post-messages", "all");

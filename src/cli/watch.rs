@@ -330,7 +330,7 @@ impl Connection {
     fn build(a: &WatchArgs, source: &Source, max_frames: Option<u64>) -> anyhow::Result<Self> {
         let pipeline = gst::Pipeline::with_name("unmask-watch");
         let convert = make_element("videoconvert")?;
-        let unmask = a.detector.element(a.mode)?;
+        let unmask = a.detector.element(a.mode, 1)?;
         unmask.set_property_from_str("post-messages", "all");
         pipeline.add_many([&convert, &unmask])?;
         convert.link(&unmask)?;

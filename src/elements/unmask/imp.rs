@@ -8,9 +8,12 @@
 //! verdicts with its own threshold.
 //!
 //! - `sync`: buffers wait in `pending` until `batch-size` of them are due for analysis (or a
-//!   serialized event / EOS drains them); the streaming thread submits them as one request,
-//!   waits for the answer, attaches each `UnmaskMeta` and moves the buffers to `ready`, from
-//!   which `generate_output` hands them out.
+//!   serialized event / EOS drains them); the streaming thread submits them as one request
+//!   and moves them to `in_flight`. Once more than `pipeline-depth - 1` batches are in flight,
+//!   it waits for the oldest one's answer, attaches each `UnmaskMeta` and moves its buffers
+//!   to `ready`, from which `generate_output` hands them out (depth 1: each batch is answered
+//!   before the next buffer is taken; depth 2: the next batch reaches the engine while the
+//!   previous one is in the models).
 //! - `async`: each due buffer is mapped and submitted (by reference, no copy) with a callback
 //!   and goes straight to `ready`; submitting never blocks. At most `2 x batch-size` frames
 //!   are in flight (one batch being analysed, one waiting); frames offered beyond that are not
@@ -54,6 +57,8 @@ const FROM_MODEL: f64 = -1.0;
 const DEFAULT_INTERVAL: u32 = 1;
 const MAX_INTERVAL: u32 = 1_000_000;
 const DEFAULT_BATCH_SIZE: u32 = 1;
+const DEFAULT_PIPELINE_DEPTH: u32 = 1;
+const MAX_PIPELINE_DEPTH: u32 = 8;
 const MAX_BATCH_SIZE: u32 = 256;
 const DEFAULT_THREADS: u32 = 0;
 const MAX_THREADS: u32 = 1024;
@@ -79,6 +84,7 @@ struct Settings {
     interval: u32,
     mode: Mode,
     batch_size: u32,
+    pipeline_depth: u32,
     post_messages: PostMessages,
     threads: u32,
     shared_engine: bool,
@@ -100,6 +106,7 @@ impl Default for Settings {
             interval: DEFAULT_INTERVAL,
             mode: Mode::default(),
             batch_size: DEFAULT_BATCH_SIZE,
+            pipeline_depth: DEFAULT_PIPELINE_DEPTH,
             post_messages: PostMessages::default(),
             threads: DEFAULT_THREADS,
             shared_engine: DEFAULT_SHARED_ENGINE,
@@ -333,13 +340,23 @@ struct State {
     mode: Mode,
     batch_size: usize,
     video: Option<Arc<VideoConfig>>,
+    /// Sync mode: batches handed to the engine at most at once.
+    pipeline_depth: usize,
     /// Sync mode: buffers waiting for their batch, with whether each is to be analysed.
     pending: VecDeque<(gst::Buffer, bool)>,
     pending_analyse: usize,
+    /// Sync mode: batches handed to the engine (or with nothing to analyse), oldest first.
+    in_flight: VecDeque<InFlight>,
     /// Buffers ready to be pushed, in order.
     ready: VecDeque<gst::Buffer>,
     /// Frames since start or the last flush (for `interval`).
     frame_index: u64,
+}
+
+/// Sync mode: a batch of buffers and, if any of them is analysed, the engine's answer to come.
+struct InFlight {
+    buffers: Vec<(gst::Buffer, bool)>,
+    answer: Option<engine::PendingAnalysis>,
 }
 
 /// What the latency query needs, kept apart from the streaming state.
@@ -347,6 +364,7 @@ struct State {
 struct Latency {
     sync: bool,
     batch_size: u64,
+    pipeline_depth: u64,
     /// Reported (conservative) analysis time of one batch.
     analysis: Option<gst::ClockTime>,
     frame_duration: Option<gst::ClockTime>,
@@ -361,7 +379,8 @@ pub struct Unmask {
 }
 
 impl Unmask {
-    /// Latency added in sync mode: the analysis plus the time to fill a batch.
+    /// Latency added in sync mode: the analysis plus the time to fill a batch (and, with a
+    /// deeper pipeline, the batches after it that are handed over before it is pushed).
     fn added_latency(&self) -> gst::ClockTime {
         let interval = u64::from(lock(&self.settings).interval);
         let l = lock(&self.latency);
@@ -370,7 +389,11 @@ impl Unmask {
         }
         // Saturating: a huge interval or frame duration must not overflow (or panic).
         let batching = l.frame_duration.map_or(gst::ClockTime::ZERO, |d| {
-            d.saturating_mul(l.batch_size.saturating_sub(1).saturating_mul(interval))
+            let held = l
+                .batch_size
+                .saturating_mul(l.pipeline_depth.max(1))
+                .saturating_sub(1);
+            d.saturating_mul(held.saturating_mul(interval))
         });
         l.analysis
             .unwrap_or(gst::ClockTime::ZERO)
@@ -410,29 +433,70 @@ impl Unmask {
         gst::FlowError::Error
     }
 
-    /// Sync mode: analyses the pending buffers and moves them (in order) to `ready`.
-    fn process_pending(&self, state: &mut State) -> Result<(), gst::FlowError> {
-        if state.pending_analyse > 0 {
-            let video = state.video.clone().ok_or(gst::FlowError::NotNegotiated)?;
-            let t0 = Instant::now();
-            let frames = state
-                .pending
+    /// Sync mode: hands the pending buffers to the engine as one batch, then waits for the
+    /// oldest batches until at most `keep` are in the engine.
+    fn process_pending(&self, state: &mut State, keep: usize) -> Result<(), gst::FlowError> {
+        if !state.pending.is_empty() {
+            let buffers: Vec<_> = state.pending.drain(..).collect();
+            let answer = if state.pending_analyse > 0 {
+                let video = state.video.clone().ok_or(gst::FlowError::NotNegotiated)?;
+                let t0 = Instant::now();
+                let frames = buffers
+                    .iter()
+                    .filter(|(_, analyse)| *analyse)
+                    .map(|(b, _)| video.map(b).map(|f| Box::new(f) as Box<dyn FrameSource>))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.fail("Analysis failed", &e))?;
+                let answer = state
+                    .engine
+                    .analyse_later(frames)
+                    .map_err(|e| self.fail("Analysis failed", &e))?;
+                lock(&self.shared.stats).map += t0.elapsed();
+                Some(answer)
+            } else {
+                None
+            };
+            state.pending_analyse = 0;
+            state.in_flight.push_back(InFlight { buffers, answer });
+        }
+        loop {
+            let waiting = state
+                .in_flight
                 .iter()
-                .filter(|(_, analyse)| *analyse)
-                .map(|(b, _)| video.map(b).map(|f| Box::new(f) as Box<dyn FrameSource>))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| self.fail("Analysis failed", &e))?;
+                .filter(|f| f.answer.is_some())
+                .count();
+            let due = match state.in_flight.front() {
+                None => false,
+                // Nothing to wait for: out as soon as the batches before it are.
+                Some(f) if f.answer.is_none() => true,
+                Some(_) => waiting > keep,
+            };
+            if !due {
+                return Ok(());
+            }
+            let batch = state.in_flight.pop_front().expect("a batch in flight");
+            self.finish(state, batch)?;
+        }
+    }
+
+    /// Sync mode: waits for a batch's answer, attaches the verdicts and moves its buffers
+    /// (in order) to `ready`.
+    fn finish(&self, state: &mut State, batch: InFlight) -> Result<(), gst::FlowError> {
+        let InFlight {
+            mut buffers,
+            answer,
+        } = batch;
+        if let Some(answer) = answer {
             let t1 = Instant::now();
             // The engine drops the mappings before answering: the buffers are writable again.
-            let (analyses, timing) = state
-                .engine
-                .analyse(frames)
+            let (analyses, timing) = answer
+                .wait()
                 .map_err(|e| self.fail("Analysis failed", &e))?;
             let t2 = Instant::now();
             let thresholds = self.shared.thresholds();
             let mut analyses = analyses.into_iter();
-            let mut metas = Vec::with_capacity(state.pending_analyse);
-            for (buffer, analyse) in state.pending.iter_mut() {
+            let mut metas = Vec::with_capacity(buffers.len());
+            for (buffer, analyse) in buffers.iter_mut() {
                 if !*analyse {
                     continue;
                 }
@@ -456,16 +520,10 @@ impl Unmask {
                 }
             }
             self.shared.record(&metas, t2.elapsed());
-            {
-                let mut stats = lock(&self.shared.stats);
-                stats.map += t1 - t0;
-                stats.wait += t2 - t1;
-            }
+            lock(&self.shared.stats).wait += t2 - t1;
             self.note_analysis_time(timing.elapsed);
         }
-        state.pending_analyse = 0;
-        let State { pending, ready, .. } = state;
-        ready.extend(pending.drain(..).map(|(b, _)| b));
+        state.ready.extend(buffers.into_iter().map(|(b, _)| b));
         Ok(())
     }
 
@@ -576,6 +634,8 @@ impl Unmask {
         if let Some(state) = lock(&self.state).as_mut() {
             state.pending.clear();
             state.pending_analyse = 0;
+            // Abandoned: the engine still analyses them, nobody waits for the answers.
+            state.in_flight.clear();
             state.ready.clear();
             state.frame_index = 0;
         }
@@ -594,7 +654,7 @@ impl Unmask {
             let Some(state) = guard.as_mut() else {
                 return Ok(gst::FlowSuccess::Ok);
             };
-            self.process_pending(state)?;
+            self.process_pending(state, 0)?;
             std::mem::take(&mut state.ready)
         };
         let src = self.obj().static_pad("src").ok_or(gst::FlowError::Error)?;
@@ -657,6 +717,7 @@ impl Unmask {
                 .field("engine-batches", e.batches)
                 .field("engine-frames", e.frames)
                 .field("engine-largest-batch", e.largest_batch as u32)
+                .field("engine-prepared-ahead", e.prepared_ahead)
                 .field("queue-ns", ns(e.stages.queue))
                 .field("preprocess-ns", ns(e.stages.preprocess))
                 .field("classifier-ns", ns(e.stages.classifier))
@@ -787,6 +848,19 @@ impl ObjectImpl for Unmask {
                     .minimum(1)
                     .maximum(MAX_BATCH_SIZE)
                     .default_value(DEFAULT_BATCH_SIZE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("pipeline-depth")
+                    .nick("Pipeline depth")
+                    .blurb(
+                        "Sync mode: batches handed to the engine before the oldest is pushed. \
+                         1: each batch is analysed before the next buffer is taken; 2 or more: \
+                         the next batch is pre-processed while the previous one is in the \
+                         models (more throughput; each extra batch adds one batch of latency)",
+                    )
+                    .minimum(1)
+                    .maximum(MAX_PIPELINE_DEPTH)
+                    .default_value(DEFAULT_PIPELINE_DEPTH)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default(
@@ -937,6 +1011,9 @@ impl ObjectImpl for Unmask {
             }
             "mode" => settings.mode = value.get().unwrap_or_default(),
             "batch-size" => settings.batch_size = value.get().unwrap_or(DEFAULT_BATCH_SIZE),
+            "pipeline-depth" => {
+                settings.pipeline_depth = value.get().unwrap_or(DEFAULT_PIPELINE_DEPTH)
+            }
             "post-messages" => settings.post_messages = value.get().unwrap_or_default(),
             "threads" => settings.threads = value.get().unwrap_or(DEFAULT_THREADS),
             "shared-engine" => {
@@ -982,6 +1059,7 @@ impl ObjectImpl for Unmask {
             "interval" => settings.interval.to_value(),
             "mode" => settings.mode.to_value(),
             "batch-size" => settings.batch_size.to_value(),
+            "pipeline-depth" => settings.pipeline_depth.to_value(),
             "post-messages" => settings.post_messages.to_value(),
             "threads" => settings.threads.to_value(),
             "shared-engine" => settings.shared_engine.to_value(),
@@ -1100,6 +1178,7 @@ impl BaseTransformImpl for Unmask {
         *lock(&self.latency) = Latency {
             sync: settings.mode == Mode::Sync,
             batch_size: batch_size as u64,
+            pipeline_depth: u64::from(settings.pipeline_depth.max(1)),
             analysis: None,
             frame_duration: None,
         };
@@ -1108,9 +1187,11 @@ impl BaseTransformImpl for Unmask {
             engine,
             mode: settings.mode,
             batch_size,
+            pipeline_depth: settings.pipeline_depth.max(1) as usize,
             video: None,
             pending: VecDeque::new(),
             pending_analyse: 0,
+            in_flight: VecDeque::new(),
             ready: VecDeque::new(),
             frame_index: 0,
         });
@@ -1277,7 +1358,8 @@ impl BaseTransformImpl for Unmask {
                 state.pending.push_back((buffer, analyse));
                 state.pending_analyse += usize::from(analyse);
                 if state.pending_analyse == 0 || state.pending_analyse >= state.batch_size {
-                    self.process_pending(state)?;
+                    let keep = state.pipeline_depth - 1;
+                    self.process_pending(state, keep)?;
                 }
             }
             Mode::Async => {
