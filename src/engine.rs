@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -148,8 +148,8 @@ pub struct EngineStats {
     pub frames: u64,
     /// Largest batch so far.
     pub largest_batch: usize,
-    /// Batches taken from the queue and pre-processed by the part extractor's thread while
-    /// the previous batch was still in the classifier.
+    /// Batches taken from the queue and pre-processed while the previous batch was still in
+    /// one of the models.
     pub prepared_ahead: u64,
     /// Time per stage, summed over all batches (queue: over all requests).
     pub stages: StageTimes,
@@ -672,7 +672,7 @@ impl Batch {
     }
 }
 
-/// Where the part extractor's thread may take and prepare the next pass: the queue, and the
+/// Where the threads of a side-by-side pass may take and prepare the next pass: the queue, and the
 /// slot it leaves the prepared batch in.
 type Ahead<'a> = (&'a Receiver<Request>, &'a Mutex<Option<Batch>>);
 
@@ -862,8 +862,9 @@ impl Worker {
     }
 
     /// M on this thread and K (then the parts) on a pool thread, at the same time. With
-    /// `ahead`, the pool thread, if it is done before M, takes the next requests from the
-    /// queue and pre-processes them, so that the next pass starts with its images ready.
+    /// `ahead`, whichever thread is done first takes the next requests from the queue (if
+    /// any are waiting) and pre-processes them while the other finishes, so that the next
+    /// pass starts with its images ready.
     fn run_side_by_side(
         &self,
         (m_images, k_images): (Tensor, Tensor),
@@ -873,13 +874,26 @@ impl Worker {
         let d = SharedDetector(&self.detector);
         let threads = self.threads;
         let cap = self.batch_cap.load(Ordering::SeqCst).max(1);
-        let m_done = AtomicBool::new(false);
-        let m_done = &m_done;
+        let prepare_next = move || {
+            let Some((jobs, slot)) = ahead else {
+                return;
+            };
+            // The other thread is preparing: nothing to do here.
+            let Ok(mut next) = slot.try_lock() else {
+                return;
+            };
+            if next.is_none()
+                && let Ok(first) = jobs.try_recv()
+            {
+                *next = Some(d.prepare_ahead(gather(first, jobs, cap), cap, threads));
+            }
+        };
         let m_job = move || {
             let t = Instant::now();
             let r = d.predict(&m_images).map(Either::M);
-            m_done.store(true, Ordering::Release);
-            (r, t.elapsed(), Duration::ZERO)
+            let forward = t.elapsed();
+            prepare_next();
+            (r, forward, Duration::ZERO)
         };
         let k_job = move || {
             let t = Instant::now();
@@ -890,12 +904,7 @@ impl Worker {
             let t1 = Instant::now();
             let parts = d.parts(&out);
             let after = t1.elapsed();
-            if let Some((jobs, slot)) = ahead
-                && !m_done.load(Ordering::Acquire)
-                && let Ok(first) = jobs.try_recv()
-            {
-                *lock(slot) = Some(d.prepare_ahead(gather(first, jobs, cap), cap, threads));
-            }
+            prepare_next();
             (Ok(Either::K(parts)), t1 - t, after)
         };
         let jobs: Vec<Box<dyn FnOnce() -> _ + Send + '_>> = vec![Box::new(m_job), Box::new(k_job)];

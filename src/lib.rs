@@ -26,6 +26,7 @@ pub mod partsworld;
 pub mod paths;
 pub mod preprocess;
 pub mod report;
+pub mod resample;
 pub mod segmentation;
 pub mod similarity;
 pub mod testing;

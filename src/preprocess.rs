@@ -369,6 +369,15 @@ fn resized_planes(
     let plane = |i: usize, sub: usize| -> Tensor {
         let (x, y) = (x0 / sub, y0 / sub);
         let (cw, ch) = (cw.div_ceil(sub), ch.div_ceil(sub));
+        if device == Device::Cpu && frame.plane_geometry(i).2 == 1 {
+            // One sample per pixel: libtorch's generic path is slow, ours is exact and fast.
+            let p = &frame.planes[i];
+            let start = y * p.stride + x;
+            let data = &p.data[start..start + p.stride * (ch - 1) + cw];
+            let out =
+                crate::resample::resize_plane(data, p.stride, (cw, ch), (w as usize, h as usize));
+            return Tensor::from_slice(&out).view([1, 1, h, w]);
+        }
         let t = frame
             .plane_tensor(i)
             .narrow(0, y as i64, ch as i64)

@@ -22,7 +22,8 @@ fn bench_element_and_python_reference_agree_on_every_frame() {
     let ran = Ran::new(
         unmask_cli()
             .args(["bench", "--sizes", "160x120", "--formats", "BGRx,NV12"])
-            .args(["--batches", "1,4", "--seconds", "0.3", "--pool", "8"])
+            .args(["--batches", "1,4", "--depths", "1,2"])
+            .args(["--seconds", "0.3", "--pool", "8"])
             .args(["--streams", "0", "--live-streams", "0", "--devices", "cpu"])
             .arg("--python")
             .arg(&python)
@@ -41,9 +42,16 @@ fn bench_element_and_python_reference_agree_on_every_frame() {
     let floor = report["floor"].as_array().unwrap();
     assert_eq!(floor.len(), 2, "one floor row per batch size: {floor:?}");
     let rows = report["element"].as_array().unwrap();
-    assert_eq!(rows.len(), 4, "2 formats x 2 batch sizes: {rows:?}");
+    assert_eq!(
+        rows.len(),
+        8,
+        "2 formats x 2 batch sizes x 2 depths: {rows:?}"
+    );
     for row in rows {
-        let what = format!("{} batch {}", row["format"], row["batch"]);
+        let what = format!(
+            "{} batch {} depth {}",
+            row["format"], row["batch"], row["depth"]
+        );
         assert!(row["fps"].as_f64().unwrap() > 0.0, "{what}");
         assert!(row["reference_fps"].as_f64().unwrap() > 0.0, "{what}");
         let agreement = row["agreement"].as_array().unwrap();
