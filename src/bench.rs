@@ -1346,6 +1346,7 @@ pub fn markdown(r: &BenchReport) -> String {
             f.cuda_mib.map_or("-".into(), |m| format!("{m:.0}"))
         );
     }
+    summary(&mut s, &r.element);
     let _ = writeln!(
         s,
         "\n### Element (sync mode) vs the floor and the PyTorch reference\n\n| device | input | format | batch | depth | element fps | floor fps (measured next to it) | element/floor | reference fps (threads) | element/reference | same verdicts | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -1565,4 +1566,70 @@ pub fn micro(
         tch::set_num_threads(cores);
     }
     Ok(rows)
+}
+
+/// The median of `values` (`NaN` when empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Per device, input size, batch and depth, over the formats: the element/floor and
+/// element/reference ratios (median, range, rows reaching the targets). One row's ratio
+/// moves with this machine's speed drift; the medians over several rows much less.
+fn summary(s: &mut String, rows: &[ElementRow]) {
+    let mut groups: Vec<(String, usize, usize, usize, usize)> = rows
+        .iter()
+        .map(|e| (e.device.clone(), e.width, e.height, e.batch, e.depth))
+        .collect();
+    groups.dedup();
+    groups.sort();
+    groups.dedup();
+    if groups.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n### Summary over the formats (element/floor target 0.95, element/reference target 2)\n\n| device | input | batch | depth | formats | element/floor median | range | rows >= 0.95 | element/reference median | range | rows >= 2 |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for (device, w, h, batch, depth) in groups {
+        let of_group: Vec<&ElementRow> = rows
+            .iter()
+            .filter(|e| {
+                e.device == device && (e.width, e.height, e.batch, e.depth) == (w, h, batch, depth)
+            })
+            .collect();
+        let ratios: Vec<f64> = of_group.iter().map(|e| e.ratio).collect();
+        let vs: Vec<f64> = of_group.iter().filter_map(|e| e.vs_reference).collect();
+        let range = |v: &[f64]| {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{lo:.2}-{hi:.2}")
+            }
+        };
+        let reaching =
+            |v: &[f64], t: f64| format!("{}/{}", v.iter().filter(|&&x| x >= t).count(), v.len());
+        let _ = writeln!(
+            s,
+            "| {device} | {w}x{h} | {batch} | {depth} | {} | {:.3} | {} | {} | {} | {} | {} |",
+            of_group.len(),
+            median(ratios.clone()),
+            range(&ratios),
+            reaching(&ratios, 0.95),
+            if vs.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.2}", median(vs.clone()))
+            },
+            range(&vs),
+            reaching(&vs, 2.0),
+        );
+    }
 }

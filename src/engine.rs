@@ -601,7 +601,8 @@ struct Batch {
     unreadable: Vec<Option<String>>,
     /// Readable frames in all.
     frames: usize,
-    cancelled: u64,
+    /// Stale requests, to be answered as cancelled (on the worker thread, like every answer).
+    cancelled: Vec<Request>,
     cap: usize,
     stages: StageTimes,
     /// The readable frames' canonical images for M and K, made ahead while the previous
@@ -610,14 +611,14 @@ struct Batch {
 }
 
 impl Batch {
-    /// Answers the stale `requests` (cancelled) and checks the others' frames.
+    /// Sets the stale `requests` apart and checks the others' frames.
     fn new(requests: Vec<Request>, cap: usize) -> Self {
         let start = Instant::now();
         let mut batch = Batch {
             live: Vec::with_capacity(requests.len()),
             unreadable: Vec::with_capacity(requests.len()),
             frames: 0,
-            cancelled: 0,
+            cancelled: Vec::new(),
             cap,
             stages: StageTimes::default(),
             images: None,
@@ -625,16 +626,7 @@ impl Batch {
         for r in requests {
             batch.stages.queue += start.saturating_duration_since(r.submitted);
             if r.is_stale() {
-                batch.cancelled += 1;
-                let elapsed = r.submitted.elapsed();
-                drop(r.frames);
-                (r.reply)(
-                    Err(CANCELLED.into()),
-                    Timing {
-                        batch_frames: 0,
-                        elapsed,
-                    },
-                );
+                batch.cancelled.push(r);
                 continue;
             }
             let readable = r.frames.iter().try_for_each(|f| {
@@ -710,8 +702,20 @@ impl Worker {
     /// Analyses a batch and answers its requests; returns the next batch if it was taken from
     /// the queue (and pre-processed) while this one was in the models.
     fn process(&self, mut batch: Batch, jobs: &Receiver<Request>) -> Option<Batch> {
+        let cancelled = batch.cancelled.len() as u64;
+        for r in std::mem::take(&mut batch.cancelled) {
+            let elapsed = r.submitted.elapsed();
+            drop(r.frames);
+            (r.reply)(
+                Err(CANCELLED.into()),
+                Timing {
+                    batch_frames: 0,
+                    elapsed,
+                },
+            );
+        }
         if batch.live.is_empty() {
-            lock(&self.stats).cancelled += batch.cancelled;
+            lock(&self.stats).cancelled += cancelled;
             return None;
         }
         let ahead = Mutex::new(None);
@@ -747,10 +751,7 @@ impl Worker {
         .unwrap_or_else(|panic| Err(panic_message(panic.as_ref())));
         drop(frames);
         let Batch {
-            live,
-            unreadable,
-            cancelled,
-            ..
+            live, unreadable, ..
         } = batch;
         let mut answers: Vec<Answer> = match result {
             Ok(analyses) => {
