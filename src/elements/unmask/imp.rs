@@ -447,11 +447,11 @@ impl Unmask {
                     .map(|(b, _)| video.map(b).map(|f| Box::new(f) as Box<dyn FrameSource>))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| self.fail("Analysis failed", &e))?;
+                lock(&self.shared.stats).map += t0.elapsed();
                 let answer = state
                     .engine
                     .analyse_later(frames)
                     .map_err(|e| self.fail("Analysis failed", &e))?;
-                lock(&self.shared.stats).map += t0.elapsed();
                 Some(answer)
             } else {
                 None

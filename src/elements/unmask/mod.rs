@@ -16,7 +16,10 @@
 //!   analysed frames (a partial batch is analysed before any serialized event and at EOS, and
 //!   dropped on flush). The latency query adds the analysis time (measured on a blank frame
 //!   when caps are set, raised with a latency message if an analysis takes longer) plus
-//!   `(N - 1) x interval` frame durations.
+//!   `(N - 1) x interval` frame durations. With `pipeline-depth` D > 1 up to D batches are in
+//!   the engine at once (the next one is pre-processed while the previous one is in the
+//!   models); buffers still leave in order with their own verdicts, and the latency grows to
+//!   `(D x N - 1) x interval` frame durations plus the analysis.
 //! - `mode=async`: frames flow on at once; a worker thread analyses up to `batch-size` frames at
 //!   a time from a bounded queue (frames offered while it is full are not analysed and count in
 //!   `frames-dropped`); each verdict rides on a later buffer (`pts` names its frame) and is
