@@ -14,6 +14,12 @@
 //!
 //! Tests compare it with libtorch on many sizes, bit for bit.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// What an [`Axis`] is built from: input and output sizes, tap multiple, fitted windows.
+type AxisKey = (usize, usize, usize, bool);
+
 /// One axis: for each output sample, the first input sample it reads and `taps` weights.
 #[derive(Debug, Clone)]
 struct Axis {
@@ -104,6 +110,30 @@ impl Axis {
         }
     }
 
+    /// [`Axis::new`], kept per thread for the last few geometries: a stream resizes frames
+    /// of one size, and building the weights costs about a tenth of a resize.
+    fn cached(input: usize, output: usize, multiple: usize, fit: bool) -> Rc<Self> {
+        const KEPT: usize = 8;
+        thread_local! {
+            static AXES: RefCell<Vec<(AxisKey, Rc<Axis>)>> = const { RefCell::new(Vec::new()) };
+        }
+        let key = (input, output, multiple, fit);
+        AXES.with_borrow_mut(|axes| {
+            if let Some(i) = axes.iter().position(|(k, _)| *k == key) {
+                let hit = axes.remove(i);
+                let axis = hit.1.clone();
+                axes.push(hit);
+                return axis;
+            }
+            let axis = Rc::new(Self::new(input, output, multiple, fit));
+            if axes.len() == KEPT {
+                axes.remove(0);
+            }
+            axes.push((key, axis.clone()));
+            axis
+        })
+    }
+
     fn output(&self) -> usize {
         self.first.len()
     }
@@ -136,7 +166,7 @@ pub fn resize_plane(
     );
     let row = |y: usize| &data[y * stride..y * stride + width];
     // Width first (unless it stays), into an 8-bit intermediate of the rows the height needs.
-    let vertical = (out_h != height).then(|| Axis::new(height, out_h, 1, false));
+    let vertical = (out_h != height).then(|| Axis::cached(height, out_h, 1, false));
     let rows = match &vertical {
         Some(v) => {
             let lo = v.first.iter().copied().min().unwrap_or(0);
@@ -149,7 +179,7 @@ pub fn resize_plane(
         None => 0..height,
     };
     let mid: Vec<u8> = if out_w != width {
-        let h = Axis::new(width, out_w, 16, true);
+        let h = Axis::cached(width, out_w, 16, true);
         let mut mid = vec![0u8; rows.len() * out_w];
         for (y, out) in rows.clone().zip(mid.chunks_exact_mut(out_w)) {
             horizontal(&h, row(y), out);
