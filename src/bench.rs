@@ -1586,7 +1586,6 @@ fn summary(s: &mut String, rows: &[ElementRow]) {
         .iter()
         .map(|e| (e.device.clone(), e.width, e.height, e.batch, e.depth))
         .collect();
-    groups.dedup();
     groups.sort();
     groups.dedup();
     if groups.is_empty() {

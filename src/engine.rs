@@ -593,7 +593,7 @@ fn gather(first: Request, jobs: &Receiver<Request>, cap: usize) -> Vec<Request> 
     requests
 }
 
-/// The requests of one pass, stale ones already answered.
+/// The requests of one pass, the stale ones set apart.
 struct Batch {
     /// Requests to answer, in queue order.
     live: Vec<Request>,
@@ -606,7 +606,7 @@ struct Batch {
     cap: usize,
     stages: StageTimes,
     /// The readable frames' canonical images for M and K, made ahead while the previous
-    /// pass was still in the classifier.
+    /// pass was still in one of the models.
     images: Option<Result<(Tensor, Tensor), String>>,
 }
 
@@ -731,7 +731,7 @@ impl Worker {
                 Some(images) => Some(images?),
                 None if Self::side_by_side(&self.detector, self.threads, total) => {
                     let t0 = Instant::now();
-                    let images = self.images(&frames)?;
+                    let images = SharedDetector(&self.detector).images(&frames)?;
                     stages.preprocess += t0.elapsed();
                     Some(images)
                 }
@@ -792,11 +792,6 @@ impl Worker {
             );
         }
         ahead.into_inner().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Canonical images of `frames` for M and for K.
-    fn images(&self, frames: &[Frame<'_>]) -> Result<(Tensor, Tensor), String> {
-        SharedDetector(&self.detector).images(frames)
     }
 
     /// One forward pass (padded to the models' fixed batch if they have one).
