@@ -109,8 +109,11 @@ pub struct FloorRow {
     pub fps_sequential: f64,
     /// One after the other on one thread.
     pub fps_single: f64,
-    /// Split over `threads` threads as the engine does (0: not measured).
-    pub fps_parallel: f64,
+    /// M and K side by side on the whole batch, one thread each (0: not measured).
+    pub fps_side_by_side: f64,
+    /// The frames in equal shares over `threads` threads, each M then K (0: not measured:
+    /// fewer frames than threads, or one thread).
+    pub fps_shares: f64,
     /// M alone, K alone (one thread).
     pub m_fps: f64,
     pub k_fps: f64,
@@ -376,8 +379,10 @@ pub enum FloorWay {
     Sequential,
     /// One after the other on one thread.
     Single,
-    /// Split over the threads the way the engine does it.
-    Parallel,
+    /// M on one thread, K on another, each on the whole batch.
+    SideBySide,
+    /// The frames in equal shares over the threads, each M then K on its share.
+    Shares,
 }
 
 /// Loaded models and ready inputs for timing M + K forward passes.
@@ -412,9 +417,14 @@ impl FloorBench {
         self.detector.device() == Device::Cpu
     }
 
-    /// Whether `way` is a distinct measurement here (the threaded ways need a CPU and threads).
+    /// Whether `way` is a distinct measurement here (the threaded ways need a CPU and threads;
+    /// shares need at least one frame per thread).
     fn applies(&self, way: FloorWay) -> bool {
-        way == FloorWay::Sequential || (self.is_cpu() && self.threads > 1)
+        match way {
+            FloorWay::Sequential => true,
+            FloorWay::Single | FloorWay::SideBySide => self.is_cpu() && self.threads > 1,
+            FloorWay::Shares => self.is_cpu() && self.threads > 1 && self.batch >= self.threads,
+        }
     }
 
     fn sync(&self) {
@@ -453,18 +463,18 @@ impl FloorBench {
                 tch::set_num_threads(1);
                 timed_loop(seconds, self.batch, run)
             }
-            FloorWay::Parallel => {
+            FloorWay::SideBySide | FloorWay::Shares => {
                 tch::set_num_threads(1);
-                self.time_parallel(seconds)
+                self.time_parallel(seconds, way == FloorWay::Shares)
             }
         };
         tch::set_num_threads(self.threads as i32);
         fps
     }
 
-    /// M and K split over the threads: a batch of at least `threads` frames in equal shares,
-    /// a smaller one as M and K side by side, one intra-op thread each.
-    fn time_parallel(&self, seconds: f64) -> f64 {
+    /// M and K over the threads, one intra-op thread each: the frames in equal shares
+    /// (`shares`), or M and K side by side on the whole batch.
+    fn time_parallel(&self, seconds: f64, shares: bool) -> f64 {
         // Tensors are Send, not Sync: each job gets its own handles.
         let shared = SharedModels(
             self.detector.classifier().model().module(),
@@ -473,7 +483,7 @@ impl FloorBench {
         let fork = crate::engine::ForkJoin::new(self.threads).expect("fork-join threads");
         let (batch, threads) = (self.batch, self.threads);
         let (m_in, k_in) = (&self.m_in, &self.k_in);
-        if batch >= threads {
+        if shares {
             let per = batch.div_ceil(threads) as i64;
             timed_loop(seconds, batch, || {
                 let jobs: Vec<_> = (0..batch as i64)
@@ -508,11 +518,11 @@ impl FloorBench {
     }
 }
 
-/// M + K forward passes on ready tensors: the floor of the element's cost. Measured three
-/// ways, the best counts: one after the other with libtorch's intra-op threads (`threads`),
-/// one after the other on one thread, and split over `threads` threads the way the engine
-/// does it (a batch of at least `threads` frames in equal shares, a smaller one as M and K
-/// side by side), one intra-op thread each.
+/// M + K forward passes on ready tensors: the floor of the element's cost. Measured up to
+/// four ways, the best counts: one after the other with libtorch's intra-op threads
+/// (`threads`), one after the other on one thread, M and K side by side on the whole batch
+/// (one thread each; what the engine does on two threads), and the frames in equal shares
+/// over `threads` threads (one intra-op thread each).
 pub fn model_floor(
     config: &DetectorConfig,
     batch: usize,
@@ -522,26 +532,33 @@ pub fn model_floor(
     let bench = FloorBench::new(config, batch, threads)?;
     reset_peak_rss();
     let fps_sequential = bench.time(FloorWay::Sequential, seconds, true, true);
-    let threaded = bench.applies(FloorWay::Parallel);
-    let fps_single = if threaded {
+    let fps_single = if bench.applies(FloorWay::Single) {
         bench.time(FloorWay::Single, seconds, true, true)
     } else {
         fps_sequential
     };
     let m_fps = bench.time(FloorWay::Single, seconds / 2.0, true, false);
     let k_fps = bench.time(FloorWay::Single, seconds / 2.0, false, true);
-    let fps_parallel = if threaded {
-        bench.time(FloorWay::Parallel, seconds, true, true)
-    } else {
-        0.0
+    let time_if = |way| {
+        if bench.applies(way) {
+            bench.time(way, seconds, true, true)
+        } else {
+            0.0
+        }
     };
+    let fps_side_by_side = time_if(FloorWay::SideBySide);
+    let fps_shares = time_if(FloorWay::Shares);
     Ok(FloorRow {
         device: device_name(bench.detector.device()),
         batch,
-        fps: fps_sequential.max(fps_single).max(fps_parallel),
+        fps: fps_sequential
+            .max(fps_single)
+            .max(fps_side_by_side)
+            .max(fps_shares),
         fps_sequential,
         fps_single,
-        fps_parallel,
+        fps_side_by_side,
+        fps_shares,
         m_fps,
         k_fps,
         peak_rss_mib: peak_rss_mib(),
@@ -552,13 +569,26 @@ pub fn model_floor(
 impl FloorRow {
     /// The way that gave the best floor.
     pub fn best_way(&self) -> FloorWay {
-        if self.fps_parallel >= self.fps_sequential.max(self.fps_single) {
-            FloorWay::Parallel
-        } else if self.fps_single > self.fps_sequential {
-            FloorWay::Single
-        } else {
-            FloorWay::Sequential
-        }
+        [
+            (FloorWay::SideBySide, self.fps_side_by_side),
+            (FloorWay::Shares, self.fps_shares),
+            (FloorWay::Single, self.fps_single),
+            (FloorWay::Sequential, self.fps_sequential),
+        ]
+        .into_iter()
+        .fold((FloorWay::Sequential, f64::MIN), |best, way| {
+            if way.1 > best.1 { way } else { best }
+        })
+        .0
+    }
+}
+
+/// A floor figure, or `-` for a way not measured.
+fn measured(fps: f64) -> String {
+    if fps > 0.0 {
+        format!("{fps:.1}")
+    } else {
+        "-".into()
     }
 }
 
@@ -1145,8 +1175,14 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
         for &batch in &opts.batches {
             let row = model_floor(&config, batch, opts.seconds, threads)?;
             eprintln!(
-                "floor {device} batch {batch}: M+K {:.1} fps (sequential {:.1}, one thread {:.1}, engine-style {:.1}; M {:.1}, K {:.1})",
-                row.fps, row.fps_sequential, row.fps_single, row.fps_parallel, row.m_fps, row.k_fps
+                "floor {device} batch {batch}: M+K {:.1} fps (sequential {:.1}, one thread {:.1}, side by side {:.1}, shares {:.1}; M {:.1}, K {:.1})",
+                row.fps,
+                row.fps_sequential,
+                row.fps_single,
+                row.fps_side_by_side,
+                row.fps_shares,
+                row.m_fps,
+                row.k_fps
             );
             report.floor.push(row);
         }
@@ -1326,19 +1362,20 @@ pub fn markdown(r: &BenchReport) -> String {
     let _ = writeln!(s, "- models: {}", r.models.join(", "));
     let _ = writeln!(
         s,
-        "\n### Model floor (M + K forward on ready tensors)\n\n| device | batch | floor fps (best) | sequential, {} intra-op threads | sequential, 1 thread | split over {} threads (engine-style) | M fps (1 thread) | K fps (1 thread) | ms/frame | peak RSS MiB | CUDA MiB |\n|---|---|---|---|---|---|---|---|---|---|---|",
+        "\n### Model floor (M + K forward on ready tensors)\n\n| device | batch | floor fps (best) | sequential, {} intra-op threads | sequential, 1 thread | M ‖ K side by side, 1 thread each | in shares over {} threads | M fps (1 thread) | K fps (1 thread) | ms/frame | peak RSS MiB | CUDA MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|",
         r.torch_threads, r.torch_threads
     );
     for f in &r.floor {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} | {} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} | {:.1} | {:.2} | {:.0} | {} |",
             f.device,
             f.batch,
             f.fps,
             f.fps_sequential,
             f.fps_single,
-            f.fps_parallel,
+            measured(f.fps_side_by_side),
+            measured(f.fps_shares),
             f.m_fps,
             f.k_fps,
             1e3 / f.fps,

@@ -221,9 +221,9 @@ pub const CANCELLED: &str = "cancelled";
 /// How an engine runs (besides the detector configuration).
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// Threads of one forward pass on the CPU (0: one per available core). A batch of at
-    /// least this many frames is split between them; a smaller one runs M and K side by
-    /// side. Each thread uses one libtorch intra-op thread.
+    /// Threads of one forward pass on the CPU (0: one per available core): M and K side by
+    /// side or the frames in shares, see [`runs_side_by_side`]. Each thread uses one
+    /// libtorch intra-op thread.
     pub threads: usize,
     /// The largest batch this user submits (raises the engine's batch cap if larger).
     pub batch: usize,
@@ -689,14 +689,12 @@ impl Worker {
         }
     }
 
-    /// Whether a pass over `frames` frames runs M and K side by side (on the CPU, fewer
-    /// frames than threads): then the next pass can be prepared ahead.
+    /// Whether a pass over `frames` frames runs M and K side by side (then the next pass can
+    /// be prepared ahead): on the CPU, see [`runs_side_by_side`].
     fn side_by_side(detector: &Detector, threads: usize, frames: usize) -> bool {
-        threads >= 2
-            && detector.device() == Device::Cpu
-            && frames > 0
-            && frames < threads
+        detector.device() == Device::Cpu
             && detector.max_batch().is_none()
+            && runs_side_by_side(threads, frames)
     }
 
     /// Analyses a batch and answers its requests; returns the next batch if it was taken from
@@ -730,10 +728,7 @@ impl Worker {
             let images = match prepared {
                 Some(images) => Some(images?),
                 None if Self::side_by_side(&self.detector, self.threads, total) => {
-                    let t0 = Instant::now();
-                    let images = SharedDetector(&self.detector).images(&frames)?;
-                    stages.preprocess += t0.elapsed();
-                    Some(images)
+                    Some(self.images_in_shares(&frames, &mut stages)?)
                 }
                 None => None,
             };
@@ -830,7 +825,7 @@ impl Worker {
         if width == 1 || self.detector.device() != Device::Cpu || frames.is_empty() {
             return d.analyse(frames, stages);
         }
-        if frames.len() >= width {
+        if !runs_side_by_side(width, frames.len()) {
             // Data parallel: each thread analyses its share of the frames.
             let per = frames.len().div_ceil(width);
             let jobs: Vec<_> = frames
@@ -850,11 +845,50 @@ impl Worker {
             }
             return Ok(out);
         }
-        // Fewer frames than threads: pre-process here, then M and K side by side.
-        let t0 = Instant::now();
-        let images = d.images(frames)?;
-        stages.preprocess += t0.elapsed();
+        let images = self.images_in_shares(frames, stages)?;
         self.run_side_by_side(images, stages, None)
+    }
+
+    /// Canonical images of `frames` for M and K, the frames in shares over the pass's
+    /// threads: a pass that was not prepared ahead waits for them, so every core helps.
+    /// `stages.preprocess` gets the threads' time added up.
+    fn images_in_shares(
+        &self,
+        frames: &[Frame<'_>],
+        stages: &mut StageTimes,
+    ) -> Result<(Tensor, Tensor), String> {
+        let d = SharedDetector(&self.detector);
+        let width = self.threads.min(frames.len());
+        if width < 2 {
+            let t0 = Instant::now();
+            let images = d.images(frames);
+            stages.preprocess += t0.elapsed();
+            return images;
+        }
+        let jobs: Vec<_> = frames
+            .chunks(frames.len().div_ceil(width))
+            .map(|share| {
+                move || {
+                    let t0 = Instant::now();
+                    let images = d.own_images(share);
+                    (images, t0.elapsed())
+                }
+            })
+            .collect();
+        let (mut m, mut k) = (Vec::new(), Vec::new());
+        for (images, elapsed) in self.fork.run(jobs) {
+            stages.preprocess += elapsed;
+            let (mi, ki) = images?;
+            m.push(mi);
+            k.extend(ki);
+        }
+        let m = Tensor::cat(&m, 0);
+        let k = if k.is_empty() {
+            m.shallow_clone()
+        } else {
+            Tensor::cat(&k, 0)
+        };
+        Ok((m, k))
     }
 
     /// M on this thread and K (then the parts) on a pool thread, at the same time. With
@@ -969,9 +1003,14 @@ impl SharedDetector<'_> {
     /// Canonical images of `frames` for M and for K (the same tensor when their input
     /// sizes agree).
     fn images(&self, frames: &[Frame<'_>]) -> Result<(Tensor, Tensor), String> {
-        let (m, k) = self.0.frames_to_images(frames).map_err(|e| e.to_string())?;
+        let (m, k) = self.own_images(frames)?;
         let k = k.unwrap_or_else(|| m.shallow_clone());
         Ok((m, k))
+    }
+
+    /// Canonical images of `frames` for M, and for K if its input size differs.
+    fn own_images(&self, frames: &[Frame<'_>]) -> Result<(Tensor, Option<Tensor>), String> {
+        self.0.frames_to_images(frames).map_err(|e| e.to_string())
     }
 
     /// A batch of `requests`, pre-processed if it will run side by side.
@@ -1017,6 +1056,19 @@ impl SharedDetector<'_> {
         stages.parts += t4 - t3;
         Ok(zip_analyses(predictions, parts))
     }
+}
+
+/// How a CPU engine with `threads` threads runs a pass over `frames` frames: `true` for M
+/// and K side by side (M on one thread, K on another, each on the whole batch), `false`
+/// for the frames in equal shares over all threads (each thread M then K on its share).
+///
+/// With two threads, always side by side: each model keeps the whole batch (larger
+/// forward passes are cheaper per frame) and its own core's caches. With the shipped
+/// models on two cores that is faster at every batch size (M ‖ K against shares, frames/s:
+/// 560 / 354 at batch 2, 648 / 542 at 4, 701 / 677 at 16). With more threads, side by side
+/// only while there are fewer frames than threads.
+pub fn runs_side_by_side(threads: usize, frames: usize) -> bool {
+    threads >= 2 && frames > 0 && (threads == 2 || frames < threads)
 }
 
 /// Runs groups of jobs at the same time on persistent threads: the caller's thread and

@@ -8,9 +8,14 @@
 
 use tch::{Device, Kind, Tensor};
 
-/// [`stats_tensor`]'s result for a map on the CPU, computed in Rust: per image, one pass
-/// over the channel planes for each pixel's maximum and winning channel, one for the
-/// exponentials (summed in channel order, as libtorch does), then the counting.
+/// [`stats_tensor`]'s result for a map on the CPU, computed in Rust in one pass over the
+/// map's memory, in whichever of the two layouts it has:
+/// - contiguous (NCHW): per image, one pass over the channel planes for each pixel's maximum
+///   and winning channel, one for the exponentials (summed in channel order, as libtorch
+///   does), then the counting;
+/// - channels-last (what a model fed channels-last inputs returns, see
+///   [`crate::model::Model::channels_last`]): the same arithmetic on blocks of [`LANES`]
+///   pixels transposed on the fly, with the same results bit for bit.
 ///
 /// The exponential is [`exp_nonpositive`] (within 2 ulp of the exact value, where libtorch's
 /// vectorised one is within 1), so the sums can differ from [`stats_tensor`]'s in the last
@@ -19,16 +24,38 @@ pub fn stats_cpu(out: &Tensor) -> (Vec<i64>, Vec<f64>) {
     let size = out.size();
     let (n, channels) = (size[0] as usize, size[1] as usize);
     let pixels = (size[2] * size[3]) as usize;
-    let values = Vec::<f32>::try_from(out.contiguous().flatten(0, -1)).unwrap_or_default();
     let mut area = vec![0i64; n * channels];
     let mut conf_sum = vec![0f64; n * channels];
-    if pixels == 0 || values.len() != n * channels * pixels {
+    if pixels == 0 || channels == 0 {
+        return (area, conf_sum);
+    }
+    let out = out.to_kind(Kind::Float);
+    // Pixel-major memory: the [N,h,w,C] view of a channels-last map is contiguous.
+    let nhwc = out.permute([0, 2, 3, 1]);
+    let channels_last = channels > 1 && nhwc.is_contiguous() && !out.is_contiguous();
+    let values = if channels_last {
+        nhwc
+    } else {
+        out.contiguous()
+    };
+    let Ok(values) = Vec::<f32>::try_from(values.flatten(0, -1)) else {
+        return (area, conf_sum);
+    };
+    let per_image = values.chunks_exact(channels * pixels);
+    let counts = area
+        .chunks_exact_mut(channels)
+        .zip(conf_sum.chunks_exact_mut(channels));
+    if channels_last {
+        let mut blocks = PixelBlocks::new(channels);
+        for (map, (area, conf_sum)) in per_image.zip(counts) {
+            blocks.count(map, area, conf_sum);
+        }
         return (area, conf_sum);
     }
     let mut max = vec![f32::NEG_INFINITY; pixels];
     let mut arg = vec![0u32; pixels];
     let mut sum = vec![0f32; pixels];
-    for (image, map) in values.chunks_exact(channels * pixels).enumerate() {
+    for (map, (area, conf_sum)) in per_image.zip(counts) {
         max.fill(f32::NEG_INFINITY);
         arg.fill(0);
         sum.fill(0.0);
@@ -38,16 +65,79 @@ pub fn stats_cpu(out: &Tensor) -> (Vec<i64>, Vec<f64>) {
         for plane in map.chunks_exact(pixels) {
             add_shifted_exp(&mut sum, plane, &max);
         }
-        let (area, conf_sum) = (
-            &mut area[image * channels..(image + 1) * channels],
-            &mut conf_sum[image * channels..(image + 1) * channels],
-        );
         for (&c, &s) in arg.iter().zip(&sum) {
             area[c as usize] += 1;
             conf_sum[c as usize] += f64::from(1.0 / s);
         }
     }
     (area, conf_sum)
+}
+
+/// Pixels handled side by side by the channels-last path (one AVX2 register of floats).
+pub const LANES: usize = 8;
+
+/// The channels-last path: blocks of [`LANES`] pixels are transposed into a small buffer
+/// (channel-major, in the L1 cache), then each lane runs exactly the planar path's
+/// arithmetic (channels in order), so the results equal the contiguous map's bit for bit.
+struct PixelBlocks {
+    /// `[channel][pixel of the block]`.
+    block: Vec<[f32; LANES]>,
+}
+
+impl PixelBlocks {
+    fn new(channels: usize) -> Self {
+        Self {
+            block: vec![[0.0; LANES]; channels],
+        }
+    }
+
+    /// Adds the pixels of one image's map (`[h,w,C]` in memory) to its counts.
+    fn count(&mut self, map: &[f32], area: &mut [i64], conf_sum: &mut [f64]) {
+        let channels = self.block.len();
+        for pixels in map.chunks(LANES * channels) {
+            let lanes = pixels.len() / channels;
+            for (l, pixel) in pixels.chunks_exact(channels).enumerate() {
+                for (row, &x) in self.block.iter_mut().zip(pixel) {
+                    row[l] = x;
+                }
+            }
+            let (arg, sum) = self.winners();
+            for l in 0..lanes {
+                area[arg[l] as usize] += 1;
+                conf_sum[arg[l] as usize] += f64::from(1.0 / sum[l]);
+            }
+        }
+    }
+
+    /// Per lane: the winning channel (the first maximum) and the softmax denominator.
+    fn winners(&self) -> ([u32; LANES], [f32; LANES]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { block_winners_avx2(&self.block) };
+        }
+        block_winners_portable(&self.block)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn block_winners_avx2(block: &[[f32; LANES]]) -> ([u32; LANES], [f32; LANES]) {
+    block_winners_portable(block)
+}
+
+#[inline(always)]
+fn block_winners_portable(block: &[[f32; LANES]]) -> ([u32; LANES], [f32; LANES]) {
+    let mut max = [f32::NEG_INFINITY; LANES];
+    let mut arg = [0u32; LANES];
+    for (c, row) in block.iter().enumerate() {
+        update_maxima_portable(&mut max, &mut arg, row, c as u32);
+    }
+    let mut sum = [0f32; LANES];
+    for row in block {
+        add_shifted_exp_portable(&mut sum, row, &max);
+    }
+    (arg, sum)
 }
 
 /// `max`/`arg` become the running maximum and its (first) channel after `plane` of channel `c`.
@@ -193,6 +283,54 @@ mod tests {
                     (a - b).abs() <= 4.0 * f64::from(f32::EPSILON) * pixels,
                     "confidence sum {i}, case {seed}: {a} vs {b}"
                 );
+            }
+        }
+    }
+
+    /// The same logits with channels-last strides (NHWC in memory).
+    fn channels_last(x: &Tensor) -> Tensor {
+        x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    }
+
+    #[test]
+    fn channels_last_maps_give_exactly_the_contiguous_statistics() {
+        for (seed, (n, c, h, w)) in [
+            (1, 9, 8, 8),
+            (3, 37, 16, 12),
+            (2, 5, 1, 3),
+            (4, 2, 7, 5),
+            (2, 8, 3, 3),
+            (1, 17, 4, 4),
+            (2, 37, 64, 64),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let out = logits(n, c, h, w, 10 + seed as i64);
+            let strided = channels_last(&out);
+            assert!(!strided.is_contiguous() || h * w == 1);
+            // Bit for bit the contiguous map's statistics (the same arithmetic per pixel).
+            assert_eq!(stats_cpu(&strided), stats_cpu(&out), "case {seed}");
+        }
+    }
+
+    #[test]
+    fn the_first_maximum_wins_a_tie_in_every_lane_position() {
+        // 20 channels, two of them tied at the maximum, in every pair of positions; two
+        // pixels per image so that the map is channels-last in memory.
+        for first in 0..20 {
+            for second in first + 1..20 {
+                let mut values = vec![-1.0f32; 40];
+                for pixel in [0, 20] {
+                    values[pixel + first] = 2.0;
+                    values[pixel + second] = 2.0;
+                }
+                let out = Tensor::from_slice(&values)
+                    .view([1, 1, 2, 20])
+                    .permute([0, 3, 1, 2]);
+                let (area, _) = stats_cpu(&out);
+                assert_eq!(area[first], 2, "tie at {first} and {second}");
+                assert_eq!(area.iter().sum::<i64>(), 2);
             }
         }
     }

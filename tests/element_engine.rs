@@ -415,6 +415,14 @@ fn a_full_request_queue_refuses_without_blocking_and_answers_what_it_took() {
 
 #[test]
 fn the_next_request_is_prepared_while_the_classifier_runs() {
+    // Requests of one frame, and of three (a pass of several frames also runs M and K side
+    // by side on two threads).
+    for per_request in [1, 3] {
+        next_request_prepared_while_the_classifier_runs(per_request);
+    }
+}
+
+fn next_request_prepared_while_the_classifier_runs(per_request: usize) {
     let fx = fixture();
     let detector = fx.detector();
     // A classifier much slower than the extractor: the extractor's thread is idle while M
@@ -425,7 +433,7 @@ fn the_next_request_is_prepared_while_the_classifier_runs() {
         &config,
         &EngineOptions {
             threads: 2,
-            batch: 1,
+            batch: per_request,
             shared: false,
         },
     )
@@ -436,27 +444,33 @@ fn the_next_request_is_prepared_while_the_classifier_runs() {
         (PixelFormat::I420, 40, 30),
         (PixelFormat::Rgb, 33, 17),
     ];
-    let frames: Vec<Arc<OwnedFrame>> = (0..12)
+    let frames: Vec<Arc<OwnedFrame>> = (0..12 * per_request)
         .map(|i| {
             let (f, w, h) = formats[i % formats.len()];
             Arc::new(owned(SCENES[i % 3], f, w, h, 0))
         })
         .collect();
+    let requests = frames.len() / per_request;
     let submit = |i: usize| {
-        engine
-            .analyse_later(vec![Box::new(frames[i].clone()) as Box<dyn FrameSource>])
-            .unwrap()
+        let sources = frames[i * per_request..(i + 1) * per_request]
+            .iter()
+            .map(|f| Box::new(f.clone()) as Box<dyn FrameSource>)
+            .collect();
+        engine.analyse_later(sources).unwrap()
     };
     // Two requests in flight at a time, as the element's sync mode with pipeline-depth=2.
     let mut in_flight = std::collections::VecDeque::from([submit(0)]);
+    // Let the engine start on the first request alone (the slow classifier takes several
+    // milliseconds a frame): the second then waits in the queue instead of joining its pass.
+    std::thread::sleep(Duration::from_millis(5));
     let mut answers = Vec::new();
-    for i in 1..=frames.len() {
-        if i < frames.len() {
+    for i in 1..=requests {
+        if i < requests {
             in_flight.push_back(submit(i));
         }
-        let (mut analyses, _) = in_flight.pop_front().unwrap().wait().unwrap();
-        assert_eq!(analyses.len(), 1);
-        answers.push(analyses.remove(0));
+        let (analyses, _) = in_flight.pop_front().unwrap().wait().unwrap();
+        assert_eq!(analyses.len(), per_request);
+        answers.extend(analyses);
     }
     for (i, (analysis, frame)) in answers.iter().zip(&frames).enumerate() {
         let got = analysis.verdict(&kb, detector.thresholds());
@@ -465,13 +479,13 @@ fn the_next_request_is_prepared_while_the_classifier_runs() {
             .unwrap()
             .remove(0);
         // The slow classifier only adds work: its logits are the tiny classifier's.
-        assert_eq!(got.predicted, want.predicted, "frame {i}");
-        assert_eq!(got.parts, want.parts, "frame {i}");
+        assert_eq!(got.predicted, want.predicted, "frame {i} of {per_request}");
+        assert_eq!(got.parts, want.parts, "frame {i} of {per_request}");
     }
     let stats = engine.stats();
     assert_eq!(stats.frames, frames.len() as u64);
     assert!(
         stats.prepared_ahead > 0,
-        "no request was prepared ahead: {stats:?}"
+        "no request of {per_request} was prepared ahead: {stats:?}"
     );
 }

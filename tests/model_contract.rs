@@ -146,3 +146,67 @@ fn bad_label_files_fail_at_load_time_naming_the_file() {
         .to_string();
     assert!(text.contains("output width 3 but 2 labels"), "{text}");
 }
+
+#[test]
+fn channels_last_inputs_go_only_to_models_that_take_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let section =
+        "[input]\ntype=float32\ndims=-1,3,8,8\ndir=input\nranges=0.0,1.0;0.0,1.0;0.0,1.0\n";
+    let image = solid([1.0, 0.5, 0.25]);
+    let zeros = || Tensor::zeros([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+
+    // Per-channel means work on any strides: the input is channels-last in memory.
+    let plain = write_mean_model(dir.path(), "any_strides", zeros(), false, section, "");
+    let c = Classifier::load(&plain, Device::Cpu).unwrap();
+    assert!(c.model().channels_last());
+    let prepared = c.model().prepare(&image);
+    assert_eq!(prepared.size(), [1, 3, 8, 8]);
+    assert_eq!(prepared.stride(), [192, 1, 24, 3], "NHWC in memory");
+    assert_eq!(logits(&c, &image), [1.0, 0.5, 0.25]);
+
+    // A model that flattens its input with `view` needs contiguous memory: the probe at
+    // load fails and the model keeps contiguous inputs (and its answers).
+    let path = dir.path().join("needs_contiguous.pt");
+    let mut f = |inputs: &[Tensor]| {
+        let flat = inputs[0].view([-1, 3 * 8 * 8]);
+        vec![
+            flat.view([-1, 3, 64])
+                .mean_dim([2].as_slice(), false, Kind::Float),
+        ]
+    };
+    CModule::create_by_tracing("needs_contiguous", "forward", &[zeros()], &mut f)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    std::fs::write(dir.path().join("needs_contiguous.labels"), LABELS).unwrap();
+    std::fs::copy(
+        unmask::modelinfo::ModelInfo::sidecar_of(&plain),
+        unmask::modelinfo::ModelInfo::sidecar_of(&path),
+    )
+    .unwrap();
+    let sidecar = unmask::modelinfo::ModelInfo::sidecar_of(&path);
+    let text = std::fs::read_to_string(&sidecar).unwrap();
+    std::fs::write(
+        &sidecar,
+        text.replace("any_strides.labels", "needs_contiguous.labels"),
+    )
+    .unwrap();
+    let c = Classifier::load(&path, Device::Cpu).unwrap();
+    assert!(!c.model().channels_last());
+    assert!(c.model().prepare(&image).is_contiguous());
+    assert_eq!(logits(&c, &image), [1.0, 0.5, 0.25]);
+    let mut model = unmask::model::Model::load(&path, Device::Cpu).unwrap();
+    model.set_channels_last(true);
+    assert!(!model.channels_last(), "asking again does not force it");
+
+    // The shipped models take channels-last inputs.
+    let shipped = unmask::paths::default_classifier("CS3a", "baseline");
+    assert!(
+        Classifier::load(&shipped, Device::Cpu)
+            .unwrap()
+            .model()
+            .channels_last()
+    );
+    let k = unmask::model::PartExtractor::load(unmask::paths::default_extractor(), Device::Cpu);
+    assert!(k.unwrap().model().channels_last());
+}
