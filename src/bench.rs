@@ -521,7 +521,7 @@ impl FloorBench {
 /// M + K forward passes on ready tensors: the floor of the element's cost. Measured up to
 /// four ways, the best counts: one after the other with libtorch's intra-op threads
 /// (`threads`), one after the other on one thread, M and K side by side on the whole batch
-/// (one thread each; what the engine does on two threads), and the frames in equal shares
+/// (one thread each), and the frames in equal shares
 /// over `threads` threads (one intra-op thread each).
 pub fn model_floor(
     config: &DetectorConfig,

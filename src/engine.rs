@@ -1058,17 +1058,29 @@ impl SharedDetector<'_> {
     }
 }
 
+/// Frames per thread from which a pass on two threads goes in shares: a forward pass on
+/// this many frames costs about as much per frame as on the whole batch, and shares keep
+/// the threads' work balanced (each pre-processes its frames, runs both models on them and
+/// decides their parts), where side by side leaves all pre-processing and parts to whichever
+/// model finishes first.
+pub const SHARE_MIN_FRAMES: usize = 4;
+
 /// How a CPU engine with `threads` threads runs a pass over `frames` frames: `true` for M
 /// and K side by side (M on one thread, K on another, each on the whole batch), `false`
 /// for the frames in equal shares over all threads (each thread M then K on its share).
 ///
-/// With two threads, always side by side: each model keeps the whole batch (larger
-/// forward passes are cheaper per frame) and its own core's caches. With the shipped
-/// models on two cores that is faster at every batch size (M ‖ K against shares, frames/s:
-/// 560 / 354 at batch 2, 648 / 542 at 4, 701 / 677 at 16). With more threads, side by side
-/// only while there are fewer frames than threads.
+/// With two threads, side by side below [`SHARE_MIN_FRAMES`] frames per thread: each model
+/// keeps the whole batch, and small forward passes gain the most from a larger batch (with
+/// the shipped models on two cores, M ‖ K against shares, frames/s: 560 / 354 at batch 2,
+/// 648 / 542 at 4, but 701 / 677 at 16, where the shares' balance wins in the element).
+/// With more threads, side by side only while there are fewer frames than threads.
 pub fn runs_side_by_side(threads: usize, frames: usize) -> bool {
-    threads >= 2 && frames > 0 && (threads == 2 || frames < threads)
+    let shares_from = if threads == 2 {
+        SHARE_MIN_FRAMES * threads
+    } else {
+        threads
+    };
+    threads >= 2 && frames > 0 && frames < shares_from
 }
 
 /// Runs groups of jobs at the same time on persistent threads: the caller's thread and

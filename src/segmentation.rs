@@ -29,18 +29,23 @@ pub fn stats_cpu(out: &Tensor) -> (Vec<i64>, Vec<f64>) {
     if pixels == 0 || channels == 0 {
         return (area, conf_sum);
     }
-    let out = out.to_kind(Kind::Float);
+    let out = out.to_device(Device::Cpu).to_kind(Kind::Float);
     // Pixel-major memory: the [N,h,w,C] view of a channels-last map is contiguous.
     let nhwc = out.permute([0, 2, 3, 1]);
     let channels_last = channels > 1 && nhwc.is_contiguous() && !out.is_contiguous();
-    let values = if channels_last {
+    let memory = if channels_last {
         nhwc
     } else {
         out.contiguous()
     };
-    let Ok(values) = Vec::<f32>::try_from(values.flatten(0, -1)) else {
+    if !memory.is_contiguous() || memory.numel() != n * channels * pixels {
         return (area, conf_sum);
-    };
+    }
+    // SAFETY: `memory` is a contiguous float32 CPU tensor of `numel` elements (checked just
+    // above, its kind and device made so), alive until the end of this function and written
+    // by nobody meanwhile (the map is this caller's).
+    let values =
+        unsafe { std::slice::from_raw_parts(memory.data_ptr() as *const f32, memory.numel()) };
     let per_image = values.chunks_exact(channels * pixels);
     let counts = area
         .chunks_exact_mut(channels)

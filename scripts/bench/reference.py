@@ -163,6 +163,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="feed the models channels-last tensors, as the Rust element does on the "
+                         "CPU (not what `unmask bench` runs: a comparison for the docs)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -209,6 +212,9 @@ def main():
                                 for f in batch])
             imgs_k = imgs_m if k["size"] == m["size"] else torch.cat(
                 [to_image(f, args.format, args.width, args.height, k["size"], stretch, color) for f in batch])
+            layout = torch.channels_last if args.channels_last else torch.contiguous_format
+            imgs_m = imgs_m.contiguous(memory_format=layout)
+            imgs_k = imgs_k.contiguous(memory_format=layout)
             logits = m["module"](imgs_m * m["scale"] + m["offset"])
             conf_m, pred = logits.softmax(-1).max(-1)
             seg = k["module"](imgs_k * k["scale"] + k["offset"])
