@@ -246,8 +246,9 @@ impl Model {
 
     /// Whether forward passes get NCHW inputs with channels-last strides: on the CPU,
     /// libtorch's oneDNN convolutions then run without reordering every activation, which
-    /// makes small-image models much faster (the shipped ones 1.2–1.6x, larger batches gain
-    /// more). Decided at load by a probe; the outputs are the same up to float32 rounding.
+    /// makes small-image models much faster (the shipped M 1.1x, K 1.4–1.5x, both side by
+    /// side on two cores 1.2–1.6x, more at larger batches). Decided at load by a probe; the
+    /// outputs are the same up to float32 rounding.
     pub fn channels_last(&self) -> bool {
         self.channels_last
     }
