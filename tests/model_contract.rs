@@ -179,16 +179,11 @@ fn channels_last_inputs_go_only_to_models_that_take_them() {
         .save(&path)
         .unwrap();
     std::fs::write(dir.path().join("needs_contiguous.labels"), LABELS).unwrap();
-    std::fs::copy(
-        unmask::modelinfo::ModelInfo::sidecar_of(&plain),
-        unmask::modelinfo::ModelInfo::sidecar_of(&path),
-    )
-    .unwrap();
-    let sidecar = unmask::modelinfo::ModelInfo::sidecar_of(&path);
-    let text = std::fs::read_to_string(&sidecar).unwrap();
+    // The same modelinfo as the first model's, naming this model's labels.
+    let info = std::fs::read_to_string(unmask::modelinfo::ModelInfo::sidecar_of(&plain)).unwrap();
     std::fs::write(
-        &sidecar,
-        text.replace("any_strides.labels", "needs_contiguous.labels"),
+        unmask::modelinfo::ModelInfo::sidecar_of(&path),
+        info.replace("any_strides.labels", "needs_contiguous.labels"),
     )
     .unwrap();
     let c = Classifier::load(&path, Device::Cpu).unwrap();
