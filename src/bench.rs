@@ -1556,7 +1556,7 @@ pub fn micro(
                 .map(|i| set.frames[i % set.frames.len()].as_frame())
                 .collect();
             let us = micro_time(seconds, batch, || {
-                let _ = detector.frames_to_images(&frames).expect("preprocess");
+                let _ = detector.model_inputs(&frames).expect("preprocess");
             });
             push(
                 format!(

@@ -6,10 +6,10 @@ use tch::{Device, Tensor};
 
 use crate::device::{DeviceError, parse_device};
 use crate::knowledge::{KnowledgeBase, KnowledgeError};
-use crate::model::{Classifier, ModelError, PartExtractor};
+use crate::model::{Classifier, ModelError, PartExtractor, prepare_frames};
 use crate::modelinfo::PartOutput;
 use crate::partset::PartSet;
-use crate::preprocess::{Frame, FrameError, Scaling, frames_to_images};
+use crate::preprocess::{Frame, FrameError, Scaling};
 use crate::similarity::{Thresholds, Verdict};
 
 /// Detection threshold used when neither the caller nor the classifier's calibration gives one.
@@ -366,35 +366,34 @@ impl Detector {
     fn decide(&self, m_images: &Tensor, k_images: &Tensor) -> Result<Vec<Verdict>, DetectorError> {
         let predictions = self.classifier.predict(m_images)?;
         let parts = self.parts_found(k_images)?;
-        Ok(predictions
+        Ok(self.verdicts(predictions, &parts))
+    }
+
+    fn verdicts(&self, predictions: Vec<(usize, f32)>, parts: &[PartSet]) -> Vec<Verdict> {
+        predictions
             .into_iter()
-            .zip(&parts)
+            .zip(parts)
             .map(|((class, confidence), found)| {
                 let threshold = self.thresholds.for_class(class);
                 Verdict::decide(&self.kb, class, confidence, found, threshold)
             })
-            .collect())
+            .collect()
     }
 
-    /// Converts frames to canonical images at the models' input size(s).
-    pub fn frames_to_images(
-        &self,
-        frames: &[Frame<'_>],
-    ) -> Result<(Tensor, Option<Tensor>), DetectorError> {
-        let m_size = self.classifier.model().input_size();
-        let k_size = self.extractor.model().input_size();
-        let m = frames_to_images(frames, m_size, self.scaling, self.device())?;
-        let k = if k_size == m_size {
-            None
-        } else {
-            Some(frames_to_images(
-                frames,
-                k_size,
-                self.scaling,
-                self.device(),
-            )?)
-        };
+    /// The inputs of M and of K for video frames ([`crate::model::Model::prepare_frames`]):
+    /// each model gets a tensor of its own.
+    pub fn model_inputs(&self, frames: &[Frame<'_>]) -> Result<(Tensor, Tensor), DetectorError> {
+        let models = [self.classifier.model(), self.extractor.model()];
+        let mut inputs = prepare_frames(&models, frames, self.scaling)?;
+        let k = inputs.pop().expect("two models, two inputs");
+        let m = inputs.pop().expect("two models, two inputs");
         Ok((m, k))
+    }
+
+    /// Parts found in inputs made for K (knowledge base part indices).
+    pub fn parts_found_prepared(&self, input: &Tensor) -> Result<Vec<PartSet>, DetectorError> {
+        let out = tch::no_grad(|| self.extractor.raw_prepared(input))?;
+        Ok(self.parts_from_channels(&self.extractor.decide(&out)))
     }
 
     /// Verdicts for a batch of video frames.
@@ -402,7 +401,9 @@ impl Detector {
         if frames.is_empty() {
             return Ok(Vec::new());
         }
-        let (m_images, k_images) = self.frames_to_images(frames)?;
-        self.decide(&m_images, k_images.as_ref().unwrap_or(&m_images))
+        let (m_input, k_input) = self.model_inputs(frames)?;
+        let predictions = self.classifier.predict_prepared(&m_input)?;
+        let parts = self.parts_found_prepared(&k_input)?;
+        Ok(self.verdicts(predictions, &parts))
     }
 }

@@ -106,11 +106,11 @@ impl Analysis {
 pub struct StageTimes {
     /// Waiting in the engine's queue (per request, summed).
     pub queue: Duration,
-    /// Frames to canonical images (mapping, crop, resize, colour conversion).
+    /// Frames to model inputs (mapping, crop, resize, colour conversion, normalisation).
     pub preprocess: Duration,
-    /// Classifier M (normalisation, forward, softmax, copy back).
+    /// Classifier M (forward, softmax, copy back).
     pub classifier: Duration,
-    /// Part extractor K (normalisation, forward).
+    /// Part extractor K (forward).
     pub extractor: Duration,
     /// Parts from K's output (segmentation statistics, copy back).
     pub parts: Duration,
@@ -605,9 +605,9 @@ struct Batch {
     cancelled: Vec<Request>,
     cap: usize,
     stages: StageTimes,
-    /// The readable frames' canonical images for M and K, made ahead while the previous
-    /// pass was still in one of the models.
-    images: Option<Result<(Tensor, Tensor), String>>,
+    /// The readable frames' inputs for M and K, made ahead while the previous pass was still
+    /// in one of the models.
+    inputs: Option<Result<(Tensor, Tensor), String>>,
 }
 
 impl Batch {
@@ -621,7 +621,7 @@ impl Batch {
             cancelled: Vec::new(),
             cap,
             stages: StageTimes::default(),
-            images: None,
+            inputs: None,
         };
         for r in requests {
             batch.stages.queue += start.saturating_duration_since(r.submitted);
@@ -718,23 +718,23 @@ impl Worker {
         }
         let ahead = Mutex::new(None);
         let mut stages = batch.stages;
-        let prepared = batch.images.take();
+        let prepared = batch.inputs.take();
         let was_prepared = prepared.is_some();
         let cap = batch.cap;
         let (frames, owners) = batch.frames();
         let total = frames.len();
         let mut batches = 0;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let images = match prepared {
-                Some(images) => Some(images?),
+            let inputs = match prepared {
+                Some(inputs) => Some(inputs?),
                 None if Self::side_by_side(&self.detector, self.threads, total) => {
-                    Some(self.images_in_shares(&frames, &mut stages)?)
+                    Some(self.inputs_in_shares(&frames, &mut stages)?)
                 }
                 None => None,
             };
-            if let Some(images) = images {
+            if let Some(inputs) = inputs {
                 batches = 1;
-                return self.run_side_by_side(images, &mut stages, Some((jobs, &ahead)));
+                return self.run_side_by_side(inputs, &mut stages, Some((jobs, &ahead)));
             }
             let mut out = Vec::with_capacity(total);
             for chunk in frames.chunks(cap) {
@@ -845,14 +845,14 @@ impl Worker {
             }
             return Ok(out);
         }
-        let images = self.images_in_shares(frames, stages)?;
-        self.run_side_by_side(images, stages, None)
+        let inputs = self.inputs_in_shares(frames, stages)?;
+        self.run_side_by_side(inputs, stages, None)
     }
 
-    /// Canonical images of `frames` for M and K, the frames in shares over the pass's
-    /// threads: a pass that was not prepared ahead waits for them, so every core helps.
+    /// The inputs of M and K for `frames`, the frames in shares over the pass's threads: a
+    /// pass that was not prepared ahead waits for them, so every core helps.
     /// `stages.preprocess` gets the threads' time added up.
-    fn images_in_shares(
+    fn inputs_in_shares(
         &self,
         frames: &[Frame<'_>],
         stages: &mut StageTimes,
@@ -861,43 +861,37 @@ impl Worker {
         let width = self.threads.min(frames.len());
         if width < 2 {
             let t0 = Instant::now();
-            let images = d.images(frames);
+            let inputs = d.inputs(frames);
             stages.preprocess += t0.elapsed();
-            return images;
+            return inputs;
         }
         let jobs: Vec<_> = frames
             .chunks(frames.len().div_ceil(width))
             .map(|share| {
                 move || {
                     let t0 = Instant::now();
-                    let images = d.own_images(share);
-                    (images, t0.elapsed())
+                    let inputs = d.inputs(share);
+                    (inputs, t0.elapsed())
                 }
             })
             .collect();
         let (mut m, mut k) = (Vec::new(), Vec::new());
-        for (images, elapsed) in self.fork.run(jobs) {
+        for (inputs, elapsed) in self.fork.run(jobs) {
             stages.preprocess += elapsed;
-            let (mi, ki) = images?;
+            let (mi, ki) = inputs?;
             m.push(mi);
-            k.extend(ki);
+            k.push(ki);
         }
-        let m = Tensor::cat(&m, 0);
-        let k = if k.is_empty() {
-            m.shallow_clone()
-        } else {
-            Tensor::cat(&k, 0)
-        };
-        Ok((m, k))
+        Ok((Tensor::cat(&m, 0), Tensor::cat(&k, 0)))
     }
 
     /// M on this thread and K (then the parts) on a pool thread, at the same time. With
     /// `ahead`, whichever thread is done first takes the next requests from the queue (if
     /// any are waiting) and pre-processes them while the other finishes, so that the next
-    /// pass starts with its images ready.
+    /// pass starts with its inputs ready.
     fn run_side_by_side(
         &self,
-        (m_images, k_images): (Tensor, Tensor),
+        (m_input, k_input): (Tensor, Tensor),
         stages: &mut StageTimes,
         ahead: Option<Ahead<'_>>,
     ) -> Result<Vec<Analysis>, String> {
@@ -920,14 +914,14 @@ impl Worker {
         };
         let m_job = move || {
             let t = Instant::now();
-            let r = d.predict(&m_images).map(Either::M);
+            let r = d.predict(&m_input).map(Either::M);
             let forward = t.elapsed();
             prepare_next();
             (r, forward, Duration::ZERO)
         };
         let k_job = move || {
             let t = Instant::now();
-            let out = match d.raw_parts(&k_images) {
+            let out = match d.raw_parts(&k_input) {
                 Ok(out) => out,
                 Err(e) => return (Err(e), t.elapsed(), Duration::ZERO),
             };
@@ -985,32 +979,27 @@ unsafe impl Send for SharedDetector<'_> {}
 unsafe impl Sync for SharedDetector<'_> {}
 
 impl SharedDetector<'_> {
-    fn predict(&self, images: &Tensor) -> Result<Vec<(usize, f32)>, String> {
+    fn predict(&self, input: &Tensor) -> Result<Vec<(usize, f32)>, String> {
         self.0
             .classifier()
-            .predict(images)
+            .predict_prepared(input)
             .map_err(|e| e.to_string())
     }
 
-    fn raw_parts(&self, images: &Tensor) -> Result<Tensor, String> {
-        self.0.extractor().raw(images).map_err(|e| e.to_string())
+    fn raw_parts(&self, input: &Tensor) -> Result<Tensor, String> {
+        self.0
+            .extractor()
+            .raw_prepared(input)
+            .map_err(|e| e.to_string())
     }
 
     fn parts(&self, out: &Tensor) -> Vec<PartSet> {
         self.0.parts_from_channels(&self.0.extractor().decide(out))
     }
 
-    /// Canonical images of `frames` for M and for K (the same tensor when their input
-    /// sizes agree).
-    fn images(&self, frames: &[Frame<'_>]) -> Result<(Tensor, Tensor), String> {
-        let (m, k) = self.own_images(frames)?;
-        let k = k.unwrap_or_else(|| m.shallow_clone());
-        Ok((m, k))
-    }
-
-    /// Canonical images of `frames` for M, and for K if its input size differs.
-    fn own_images(&self, frames: &[Frame<'_>]) -> Result<(Tensor, Option<Tensor>), String> {
-        self.0.frames_to_images(frames).map_err(|e| e.to_string())
+    /// The inputs of M and K for `frames`.
+    fn inputs(&self, frames: &[Frame<'_>]) -> Result<(Tensor, Tensor), String> {
+        self.0.model_inputs(frames).map_err(|e| e.to_string())
     }
 
     /// A batch of `requests`, pre-processed if it will run side by side.
@@ -1019,10 +1008,10 @@ impl SharedDetector<'_> {
         if Worker::side_by_side(self.0, threads, batch.frames) {
             let t0 = Instant::now();
             let (frames, _) = batch.frames();
-            let images = self.images(&frames);
+            let inputs = self.inputs(&frames);
             drop(frames);
             batch.stages.preprocess += t0.elapsed();
-            batch.images = Some(images);
+            batch.inputs = Some(inputs);
         }
         batch
     }
@@ -1040,12 +1029,12 @@ impl SharedDetector<'_> {
             }
         };
         let t0 = Instant::now();
-        let (m_images, k_images) = d.frames_to_images(frames).map_err(|e| e.to_string())?;
+        let (m_input, k_input) = self.inputs(frames)?;
         sync(d.device());
         let t1 = Instant::now();
-        let predictions = self.predict(&m_images)?;
+        let predictions = self.predict(&m_input)?;
         let t2 = Instant::now();
-        let out = self.raw_parts(k_images.as_ref().unwrap_or(&m_images))?;
+        let out = self.raw_parts(&k_input)?;
         sync(d.device());
         let t3 = Instant::now();
         let parts = self.parts(&out);

@@ -11,6 +11,9 @@ use tch::{CModule, Device, Kind, Tensor};
 
 use crate::modelinfo::{Layout, ModelInfo, ModelInfoError, PartOutput, Role, TensorType};
 use crate::partset::PartSet;
+use crate::preprocess::{
+    Frame, FrameError, InputFormat, InputMemory, Scaling, frames_to_images, frames_to_inputs,
+};
 
 /// A model that cannot be used, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +79,11 @@ pub struct Model {
     /// NCHW input given channels-last strides (see [`Model::channels_last`]).
     channels_last: bool,
     size: (i64, i64),
-    /// Per-channel affine from `[0,1]` canonical pixels to model input, shaped `[1,3,1,1]`.
+    /// Per-channel affine from `[0,1]` canonical pixels to model input, shaped `[1,3,1,1]`,
+    /// and its values.
     scale: Tensor,
     offset: Tensor,
+    affine: ([f32; 3], [f32; 3]),
 }
 
 impl Model {
@@ -114,19 +119,17 @@ impl Model {
             reason: first_line(&e.to_string()),
         })?;
         let (scale, offset) = info.pixel_affine();
+        let scale = scale.map(|x| x * 255.0);
         let shape = [1, 3, 1, 1];
-        let to = |v: [f32; 3]| {
-            Tensor::from_slice(&v.map(|x| x * 255.0))
-                .view(shape)
-                .to(device)
-        };
+        let to = |v: [f32; 3]| Tensor::from_slice(&v).view(shape).to(device);
         let mut model = Self {
             module,
             layout,
             channels_last: false,
             size: (h, w),
             scale: to(scale),
-            offset: Tensor::from_slice(&offset).view(shape).to(device),
+            offset: to(offset),
+            affine: (scale, offset),
             labels,
             device,
             path: path.clone(),
@@ -308,6 +311,33 @@ impl Model {
         }
     }
 
+    /// What [`Self::prepare`] makes of canonical images: size, normalisation, channel order,
+    /// type and memory layout.
+    pub fn input_format(&self) -> InputFormat {
+        InputFormat {
+            size: self.size,
+            scale: self.affine.0,
+            offset: self.affine.1,
+            bgr: self.info.bgr,
+            uint8: self.info.input.ty == TensorType::Uint8,
+            memory: match self.layout {
+                Layout::Nhwc => InputMemory::Nhwc,
+                Layout::Nchw if self.channels_last => InputMemory::ChannelsLast,
+                Layout::Nchw => InputMemory::Nchw,
+            },
+        }
+    }
+
+    /// The model's input for video frames: [`Self::prepare`] of their canonical images, the
+    /// same values, made in one pass on the CPU ([`frames_to_inputs`]).
+    pub fn prepare_frames(
+        &self,
+        frames: &[Frame<'_>],
+        scaling: Scaling,
+    ) -> Result<Tensor, FrameError> {
+        Ok(prepare_frames(&[self], frames, scaling)?.remove(0))
+    }
+
     /// [`Self::prepare`] with a contiguous NCHW result for NCHW models.
     fn prepare_contiguous(&self, images: &Tensor) -> Tensor {
         let (h, w) = self.size;
@@ -343,11 +373,40 @@ impl Model {
 
     fn forward_checked(&self, images: &Tensor) -> Result<Tensor, ModelError> {
         self.forward_images(images)
-            .map_err(|reason| ModelError::Inference {
-                path: self.path.clone(),
-                reason: first_line(&reason),
-            })
+            .map_err(|reason| self.inference_error(&reason))
     }
+
+    fn forward_prepared_checked(&self, input: &Tensor) -> Result<Tensor, ModelError> {
+        self.forward_prepared(input)
+            .map_err(|reason| self.inference_error(&reason))
+    }
+
+    fn inference_error(&self, reason: &str) -> ModelError {
+        ModelError::Inference {
+            path: self.path.clone(),
+            reason: first_line(reason),
+        }
+    }
+}
+
+/// The inputs of `models` (on one device) for video frames: [`Model::prepare_frames`] of each,
+/// with the frames resized once per input size.
+pub fn prepare_frames(
+    models: &[&Model],
+    frames: &[Frame<'_>],
+    scaling: Scaling,
+) -> Result<Vec<Tensor>, FrameError> {
+    let Some(device) = models.first().map(|m| m.device) else {
+        return Ok(Vec::new());
+    };
+    if device == Device::Cpu {
+        let formats: Vec<InputFormat> = models.iter().map(|m| m.input_format()).collect();
+        return frames_to_inputs(frames, &formats, scaling);
+    }
+    models
+        .iter()
+        .map(|m| Ok(m.prepare(&frames_to_images(frames, m.size, scaling, device)?)))
+        .collect()
 }
 
 /// The same `[N,C,H,W]` tensor with channels-last strides (NHWC in memory); no copy when it
@@ -411,11 +470,22 @@ impl Classifier {
 
     /// Predicted class index and softmax confidence for each image.
     pub fn predict(&self, images: &Tensor) -> Result<Vec<(usize, f32)>, ModelError> {
-        let probs = tch::no_grad(|| self.logits(images))?.softmax(-1, Kind::Float);
+        Ok(Self::predictions(&tch::no_grad(|| self.logits(images))?))
+    }
+
+    /// [`Self::predict`] on an input made by [`Model::prepare`] or
+    /// [`Model::prepare_frames`].
+    pub fn predict_prepared(&self, input: &Tensor) -> Result<Vec<(usize, f32)>, ModelError> {
+        let logits = tch::no_grad(|| self.model.forward_prepared_checked(input))?;
+        Ok(Self::predictions(&logits))
+    }
+
+    fn predictions(logits: &Tensor) -> Vec<(usize, f32)> {
+        let probs = logits.softmax(-1, Kind::Float);
         let (conf, idx) = probs.max_dim(-1, false);
         let conf = Vec::<f32>::try_from(conf.to_device(Device::Cpu)).unwrap_or_default();
         let idx = Vec::<i64>::try_from(idx.to_device(Device::Cpu)).unwrap_or_default();
-        Ok(idx.into_iter().map(|i| i as usize).zip(conf).collect())
+        idx.into_iter().map(|i| i as usize).zip(conf).collect()
     }
 }
 
@@ -474,6 +544,11 @@ impl PartExtractor {
     /// Raw output for canonical images (differentiable).
     pub fn raw(&self, images: &Tensor) -> Result<Tensor, ModelError> {
         self.model.forward_checked(images)
+    }
+
+    /// Raw output for an input made by [`Model::prepare`] or [`Model::prepare_frames`].
+    pub fn raw_prepared(&self, input: &Tensor) -> Result<Tensor, ModelError> {
+        self.model.forward_prepared_checked(input)
     }
 
     /// Per image, per output channel: whether the part is found. Channels are the model's.

@@ -1,14 +1,20 @@
 //! Video frames (raw bytes, any size and stride) to canonical images: `float32 [N,3,h,w]` RGB
 //! in `[0,1]` on the model's device.
 //!
-//! The frame is wrapped without copying, cropped (a view), moved to the device as 8-bit data,
-//! resized there with antialiased bilinear interpolation (still 8-bit on the CPU), and only the
-//! small result is converted to float and colour-converted. For YUV formats the planes are
-//! resized separately and converted afterwards (the conversion is affine, so this equals
-//! converting first, up to clamping).
+//! The frame is cropped in place, resized with antialiased bilinear interpolation while still
+//! 8-bit (on the CPU), and only the small result is converted to float and colour-converted.
+//! For YUV formats the planes are resized separately and converted afterwards (the conversion
+//! is affine, so this equals converting first, up to clamping). On the CPU all of it runs in
+//! Rust ([`frames_to_inputs`], which can also write a model's normalised input directly);
+//! on other devices the frame is wrapped as a tensor without copying, moved to the device as
+//! 8-bit data and converted there with tensor operations.
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
+
+mod cpu;
+
+pub use cpu::{InputFormat, InputMemory, frames_to_inputs};
 
 /// Pixel formats understood by the pre-processor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -338,8 +344,8 @@ pub fn source_region(
 }
 
 /// Resizes `[1,C,H,W]` uint8 data to `h x w` (antialiased bilinear). On the CPU the result
-/// stays uint8 (PyTorch's vectorised uint8 kernel, the one torchvision uses); on other devices
-/// the data is converted to float first (values in 0–255), as their kernels need.
+/// stays uint8 (PyTorch's uint8 kernel, the one torchvision uses); on other devices the data
+/// is converted to float first (values in 0–255), as their kernels need.
 fn resize_plane(x: &Tensor, h: i64, w: i64) -> Tensor {
     let size = x.size();
     let same = size[2] == h && size[3] == w;
@@ -369,15 +375,6 @@ fn resized_planes(
     let plane = |i: usize, sub: usize| -> Tensor {
         let (x, y) = (x0 / sub, y0 / sub);
         let (cw, ch) = (cw.div_ceil(sub), ch.div_ceil(sub));
-        if device == Device::Cpu && frame.plane_geometry(i).2 == 1 {
-            // One sample per pixel: libtorch's generic path is slow, ours is exact and fast.
-            let p = &frame.planes[i];
-            let start = y * p.stride + x;
-            let data = &p.data[start..start + p.stride * (ch - 1) + cw];
-            let out =
-                crate::resample::resize_plane(data, p.stride, (cw, ch), (w as usize, h as usize));
-            return Tensor::from_slice(&out).view([1, 1, h, w]);
-        }
         let t = frame
             .plane_tensor(i)
             .narrow(0, y as i64, ch as i64)
@@ -444,6 +441,21 @@ fn yuv_to_rgb(y: &Tensor, uv: &Tensor, color: YuvColor) -> Tensor {
 /// Each frame is cropped and resized on its own (8-bit); the conversion to float and colour
 /// runs once for each run of frames with the same format and colour description.
 pub fn frames_to_images(
+    frames: &[Frame<'_>],
+    size: (i64, i64),
+    scaling: Scaling,
+    device: Device,
+) -> Result<Tensor, FrameError> {
+    if device == Device::Cpu {
+        let mut images = frames_to_inputs(frames, &[InputFormat::canonical(size)], scaling)?;
+        return Ok(images.pop().expect("one format, one tensor"));
+    }
+    frames_to_images_with_tensors(frames, size, scaling, device)
+}
+
+/// [`frames_to_images`] with tensor operations on `device` (any device: the CPU too, for
+/// comparisons).
+fn frames_to_images_with_tensors(
     frames: &[Frame<'_>],
     size: (i64, i64),
     scaling: Scaling,
@@ -680,6 +692,53 @@ mod tests {
                 .mean(Kind::Float)
                 .double_value(&[]);
             assert!(mean < 0.02, "{format:?}: mean abs diff {mean}");
+        }
+    }
+
+    /// Every format (YUV in both matrices and ranges), padded rows, crop and stretch, several
+    /// frames: the Rust path's canonical images equal the tensor path's on the CPU, bit for bit.
+    #[test]
+    fn the_cpu_path_equals_the_tensor_path_bit_for_bit() {
+        tch::set_num_threads(1);
+        let (w, h) = (321, 239);
+        let rgb: Vec<u8> = gradient(w, h)
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v ^ ((i * 7919 % 61) as u8))
+            .collect();
+        let colors = [
+            YuvColor::default(),
+            YuvColor {
+                matrix: YuvMatrix::Bt709,
+                full_range: true,
+            },
+        ];
+        for format in PixelFormat::ALL {
+            for color in colors {
+                let planes = rgb_to_format(&rgb, w, h, format, 5);
+                let frame = Frame {
+                    format,
+                    width: w,
+                    height: h,
+                    planes: planes
+                        .iter()
+                        .map(|(d, s)| Plane {
+                            data: d,
+                            stride: *s,
+                        })
+                        .collect(),
+                    color,
+                };
+                let frames = [frame.clone(), frame];
+                for (size, scaling) in [((64, 64), Scaling::Crop), ((40, 56), Scaling::Stretch)] {
+                    let ours = frames_to_images(&frames, size, scaling, Device::Cpu).unwrap();
+                    let tensors =
+                        frames_to_images_with_tensors(&frames, size, scaling, Device::Cpu).unwrap();
+                    assert_eq!(ours.size(), tensors.size());
+                    let differ = ours.ne_tensor(&tensors).sum(Kind::Int64).int64_value(&[]);
+                    assert_eq!(differ, 0, "{format:?} {color:?} {size:?} {scaling:?}");
+                }
+            }
         }
     }
 

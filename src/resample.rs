@@ -1,9 +1,12 @@
 //! Antialiased bilinear resizing of one 8-bit plane, with exactly the result of libtorch's
 //! uint8 kernel (`_upsample_bilinear2d_aa` on `uint8` input, the one torchvision uses).
 //!
-//! libtorch's vectorised kernel covers 3- and 4-channel images; a single-channel plane (luma,
-//! or the chroma planes of I420) takes its generic path, several times slower. This module
-//! does the same computation, in the same order, for one channel:
+//! libtorch's vectorised kernel covers 3- and 4-channel images that are contiguous in memory;
+//! a single-channel plane (luma, or the chroma planes of I420) takes its generic path,
+//! several times slower, and a region cropped from a frame is first copied whole. This module
+//! does the same computation, in the same order, on the frame's memory in place: one channel
+//! ([`resize_plane`]) or several interleaved ones, picked from packed pixels
+//! ([`resize_interleaved`]: RGB from RGBx, chroma from NV12):
 //!
 //! - per axis, PIL's triangle filter widened by the scale (support = scale when shrinking),
 //!   weights normalised in `f64`, then rounded to `i16` at the largest precision under which
@@ -28,6 +31,84 @@ struct Axis {
     taps: usize,
     weights: Vec<i16>,
     precision: u32,
+}
+
+/// An [`Axis`] whose weights are laid out for interleaved pixels, 4 taps at a time: taps
+/// `(0,1)` repeated 4 times, then taps `(2,3)` 4 times (what `_mm256_madd_epi16` multiplies
+/// with the bytes of 4 pixels shuffled into channel-wise pairs).
+#[derive(Debug, Clone)]
+struct PairedAxis {
+    axis: Axis,
+    pairs: Vec<i16>,
+}
+
+impl PairedAxis {
+    fn new(input: usize, output: usize) -> Self {
+        let axis = Axis::new(input, output, 4, true);
+        // Fewer than 4 input pixels: `taps` is not a multiple of 4 and the pixels go one by one.
+        let groups = if axis.taps.is_multiple_of(4) {
+            axis.weights.as_slice()
+        } else {
+            &[]
+        };
+        let pairs = groups
+            .chunks_exact(4)
+            .flat_map(|w| {
+                let (low, high) = ([w[0], w[1]], [w[2], w[3]]);
+                std::iter::repeat_n(low, 4)
+                    .chain(std::iter::repeat_n(high, 4))
+                    .flatten()
+            })
+            .collect();
+        Self { axis, pairs }
+    }
+}
+
+/// Weights kept per thread for the last few geometries: a stream resizes frames of one size,
+/// and building the weights costs about a tenth of a resize.
+struct Kept<T>(Vec<(AxisKey, Rc<T>)>);
+
+impl<T> Kept<T> {
+    const KEPT: usize = 8;
+
+    fn get(&mut self, key: AxisKey, make: impl FnOnce() -> T) -> Rc<T> {
+        if let Some(i) = self.0.iter().position(|(k, _)| *k == key) {
+            let hit = self.0.remove(i);
+            let axis = hit.1.clone();
+            self.0.push(hit);
+            return axis;
+        }
+        let axis = Rc::new(make());
+        if self.0.len() == Self::KEPT {
+            self.0.remove(0);
+        }
+        self.0.push((key, axis.clone()));
+        axis
+    }
+}
+
+thread_local! {
+    static AXES: RefCell<Kept<Axis>> = const { RefCell::new(Kept(Vec::new())) };
+    static PAIRED_AXES: RefCell<Kept<PairedAxis>> = const { RefCell::new(Kept(Vec::new())) };
+}
+
+impl Axis {
+    /// [`Axis::new`], kept per thread ([`Kept`]).
+    fn cached(input: usize, output: usize, multiple: usize, fit: bool) -> Rc<Self> {
+        AXES.with_borrow_mut(|kept| {
+            kept.get((input, output, multiple, fit), || {
+                Self::new(input, output, multiple, fit)
+            })
+        })
+    }
+}
+
+impl PairedAxis {
+    /// [`PairedAxis::new`], kept per thread ([`Kept`]).
+    fn cached(input: usize, output: usize) -> Rc<Self> {
+        PAIRED_AXES
+            .with_borrow_mut(|kept| kept.get((input, output, 4, true), || Self::new(input, output)))
+    }
 }
 
 /// PIL's antialiasing triangle filter.
@@ -110,30 +191,6 @@ impl Axis {
         }
     }
 
-    /// [`Axis::new`], kept per thread for the last few geometries: a stream resizes frames
-    /// of one size, and building the weights costs about a tenth of a resize.
-    fn cached(input: usize, output: usize, multiple: usize, fit: bool) -> Rc<Self> {
-        const KEPT: usize = 8;
-        thread_local! {
-            static AXES: RefCell<Vec<(AxisKey, Rc<Axis>)>> = const { RefCell::new(Vec::new()) };
-        }
-        let key = (input, output, multiple, fit);
-        AXES.with_borrow_mut(|axes| {
-            if let Some(i) = axes.iter().position(|(k, _)| *k == key) {
-                let hit = axes.remove(i);
-                let axis = hit.1.clone();
-                axes.push(hit);
-                return axis;
-            }
-            let axis = Rc::new(Self::new(input, output, multiple, fit));
-            if axes.len() == KEPT {
-                axes.remove(0);
-            }
-            axes.push((key, axis.clone()));
-            axis
-        })
-    }
-
     fn output(&self) -> usize {
         self.first.len()
     }
@@ -153,6 +210,25 @@ impl Axis {
 pub fn resize_plane(
     data: &[u8],
     stride: usize,
+    size: (usize, usize),
+    out_size: (usize, usize),
+) -> Vec<u8> {
+    resize_interleaved(data, stride, 1, &[0], size, out_size)
+}
+
+/// Resizes a `width x height` plane of interleaved pixels (`bpp` bytes each, `stride` bytes
+/// per row) to `out_w x out_h`, keeping the channels at byte offsets `channels` (1 to 4 of
+/// them, in that order): `out_h` rows of `out_w` pixels of `channels.len()` bytes. Each
+/// channel is libtorch's antialiased bilinear uint8 resize of that channel, bit for bit.
+///
+/// # Panics
+/// If the plane is shorter than `stride * (height - 1) + width * bpp` bytes, a size is zero,
+/// or the channels are not 1 to 4 offsets inside a pixel of at most 4 bytes.
+pub fn resize_interleaved(
+    data: &[u8],
+    stride: usize,
+    bpp: usize,
+    channels: &[usize],
     (width, height): (usize, usize),
     (out_w, out_h): (usize, usize),
 ) -> Vec<u8> {
@@ -161,10 +237,16 @@ pub fn resize_plane(
         "empty plane"
     );
     assert!(
-        data.len() >= stride * (height - 1) + width && stride >= width,
+        (1..=4).contains(&bpp)
+            && (1..=4).contains(&channels.len())
+            && channels.iter().all(|&c| c < bpp),
+        "channels {channels:?} of {bpp}-byte pixels"
+    );
+    let row_bytes = width * bpp;
+    assert!(
+        data.len() >= stride * (height - 1) + row_bytes && stride >= row_bytes,
         "plane too short"
     );
-    let row = |y: usize| &data[y * stride..y * stride + width];
     // Width first (unless it stays), into an 8-bit intermediate of the rows the height needs.
     let vertical = (out_h != height).then(|| Axis::cached(height, out_h, 1, false));
     let rows = match &vertical {
@@ -178,33 +260,193 @@ pub fn resize_plane(
         }
         None => 0..height,
     };
-    let mid: Vec<u8> = if out_w != width {
+    let samples = out_w * channels.len();
+    let mid: Vec<u8> = if out_w == width {
+        rows.clone()
+            .flat_map(|y| data[y * stride..y * stride + row_bytes].chunks_exact(bpp))
+            .flat_map(|pixel| channels.iter().map(|&c| pixel[c]))
+            .collect()
+    } else if bpp == 1 {
         let h = Axis::cached(width, out_w, 16, true);
-        let mut mid = vec![0u8; rows.len() * out_w];
-        for (y, out) in rows.clone().zip(mid.chunks_exact_mut(out_w)) {
-            horizontal(&h, row(y), out);
+        let mut mid = vec![0u8; rows.len() * samples];
+        for (y, out) in rows.clone().zip(mid.chunks_exact_mut(samples)) {
+            horizontal(&h, &data[y * stride..y * stride + width], out);
         }
         mid
     } else {
-        rows.clone().flat_map(row).copied().collect()
+        let h = PairedAxis::cached(width, out_w);
+        let pixels = Interleaved::new(bpp, channels);
+        let mut mid = vec![0u8; rows.len() * samples];
+        for (y, out) in rows.clone().zip(mid.chunks_exact_mut(samples)) {
+            // The row and whatever follows it: vector loads of 4 pixels may read a few bytes
+            // past the last one.
+            let rest = &data[y * stride..];
+            pixels.horizontal(&h, &rest[..rest.len().min(row_bytes + 16)], row_bytes, out);
+        }
+        mid
     };
     let Some(v) = vertical else {
         return mid;
     };
-    let mut out = vec![0u8; out_w * out_h];
-    let mut acc = vec![0i32; out_w];
-    for (i, out_row) in out.chunks_exact_mut(out_w).enumerate() {
+    let mut out = vec![0u8; samples * out_h];
+    let mut acc = vec![0i32; samples];
+    for (i, out_row) in out.chunks_exact_mut(samples).enumerate() {
         acc.fill(0);
         let weights = &v.weights[i * v.taps..(i + 1) * v.taps];
         for (j, &w) in weights.iter().enumerate().take(taps_used(&v, i)) {
             let y = v.first[i] + j - rows.start;
-            accumulate_row(&mut acc, &mid[y * out_w..(y + 1) * out_w], i32::from(w));
+            accumulate_row(&mut acc, &mid[y * samples..(y + 1) * samples], i32::from(w));
         }
         for (o, &a) in out_row.iter_mut().zip(&acc) {
             *o = v.finish(a);
         }
     }
     out
+}
+
+/// Interleaved pixels: `bpp` bytes each, the channels kept at byte offsets `channels`.
+struct Interleaved<'a> {
+    bpp: usize,
+    channels: &'a [usize],
+    /// The shuffle that turns 16 bytes from a window's pixel (4 pixels when `bpp` is 4) into
+    /// channel-wise pairs of 16-bit samples: in the low lane taps 0 and 1 of each kept
+    /// channel, in the high lane taps 2 and 3; unused places are zero.
+    pair_shuffle: [i8; 32],
+}
+
+impl<'a> Interleaved<'a> {
+    fn new(bpp: usize, channels: &'a [usize]) -> Self {
+        let mut pair_shuffle = [-128i8; 32];
+        for (lane, taps) in [(0usize, [0usize, 1]), (1, [2, 3])] {
+            for (k, &c) in channels.iter().enumerate() {
+                for (t, &tap) in taps.iter().enumerate() {
+                    pair_shuffle[lane * 16 + 4 * k + 2 * t] = (tap * bpp + c) as i8;
+                }
+            }
+        }
+        Self {
+            bpp,
+            channels,
+            pair_shuffle,
+        }
+    }
+
+    /// One row (`row_bytes` of pixels at the start of `row`, possibly followed by more
+    /// bytes) through the horizontal axis: `out` gets the kept channels of each output pixel.
+    fn horizontal(&self, axis: &PairedAxis, row: &[u8], row_bytes: usize, out: &mut [u8]) {
+        #[cfg(target_arch = "x86_64")]
+        if !axis.pairs.is_empty() && std::arch::is_x86_feature_detected!("avx2") {
+            // One instance per pixel size and number of kept channels, so that the offsets
+            // are constants.
+            macro_rules! avx2 {
+                ($($bpp:literal: $($kept:literal)*;)*) => {
+                    match (self.bpp, self.channels.len()) {
+                        $($(($bpp, $kept) => {
+                            // SAFETY: the CPU has AVX2 (checked above).
+                            unsafe { self.horizontal_avx2::<$bpp, $kept>(axis, row, row_bytes, out) }
+                        })*)*
+                        _ => unreachable!("resize_interleaved checks the channels"),
+                    }
+                };
+            }
+            avx2! { 2: 1 2; 3: 1 2 3; 4: 1 2 3 4; }
+            return;
+        }
+        for (i, o) in out.chunks_exact_mut(self.channels.len()).enumerate() {
+            self.output_pixel(&axis.axis, i, &row[..row_bytes], o);
+        }
+    }
+
+    /// Output pixel `i` of the horizontal axis, channel by channel.
+    fn output_pixel(&self, axis: &Axis, i: usize, row: &[u8], out: &mut [u8]) {
+        let w = &axis.weights[i * axis.taps..(i + 1) * axis.taps];
+        let window = &row[axis.first[i] * self.bpp..(axis.first[i] + axis.taps) * self.bpp];
+        for (o, &c) in out.iter_mut().zip(self.channels) {
+            let dot = window
+                .chunks_exact(self.bpp)
+                .zip(w)
+                .fold(0i32, |a, (p, &w)| a + i32::from(p[c]) * i32::from(w));
+            *o = axis.finish(dot);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn horizontal_avx2<const BPP: usize, const KEPT: usize>(
+        &self,
+        axis: &PairedAxis,
+        row: &[u8],
+        row_bytes: usize,
+        out: &mut [u8],
+    ) {
+        use std::arch::x86_64::*;
+        let a = &axis.axis;
+        let groups = a.taps / 4;
+        let outputs = out.len() / KEPT;
+        assert!(outputs <= a.output() && axis.pairs.len() >= outputs * groups * 16);
+        // Every group of 4 taps reads 16 bytes from its first pixel: the windows that stay
+        // inside `row` (`first` does not decrease, so they come first) go 4 taps at a time.
+        let reach = (a.taps - 4) * BPP + 16;
+        let vectorised = a.first[..outputs]
+            .iter()
+            .take_while(|&&first| first * BPP + reach <= row.len())
+            .count();
+        // SAFETY: 32 bytes read from a 32-byte array.
+        let shuffle = unsafe { _mm256_loadu_si256(self.pair_shuffle.as_ptr().cast()) };
+        let half = _mm_set1_epi32(1 << (a.precision - 1));
+        let shift = _mm_cvtsi32_si128(a.precision as i32);
+        let (weights, bytes) = (axis.pairs.as_ptr(), out.as_mut_ptr());
+        for i in 0..vectorised {
+            let pixels = row[a.first[i] * BPP..].as_ptr();
+            let weights = weights.wrapping_add(i * groups * 16);
+            // Per channel, two taps multiplied and summed into an i32 (no overflow:
+            // 2 * 255 * 2^15 < 2^31), for group `g` of this output.
+            let group = |g: usize| {
+                // SAFETY: output `i < vectorised` reads `reach` bytes from its first pixel,
+                // inside `row`; its weights are `groups` blocks of 16 i16 in `pairs`
+                // (asserted above).
+                let (px, w) = unsafe {
+                    (
+                        _mm_loadu_si128(pixels.add(4 * g * BPP).cast()),
+                        _mm256_loadu_si256(weights.add(g * 16).cast()),
+                    )
+                };
+                _mm256_madd_epi16(
+                    _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(px), shuffle),
+                    w,
+                )
+            };
+            let acc = if groups == 4 {
+                // The usual window (a 4x to 7.5x reduction), unrolled.
+                _mm256_add_epi32(
+                    _mm256_add_epi32(group(0), group(1)),
+                    _mm256_add_epi32(group(2), group(3)),
+                )
+            } else {
+                (0..groups).fold(_mm256_setzero_si256(), |acc, g| {
+                    _mm256_add_epi32(acc, group(g))
+                })
+            };
+            let sum = _mm_add_epi32(
+                _mm256_castsi256_si128(acc),
+                _mm256_extracti128_si256::<1>(acc),
+            );
+            let value = _mm_sra_epi32(_mm_add_epi32(sum, half), shift);
+            // Saturating packs: the clamp to 0..=255.
+            let words = _mm_packs_epi32(value, value);
+            let packed = _mm_cvtsi128_si32(_mm_packus_epi16(words, words));
+            if KEPT == 4 || i + 1 < outputs {
+                // SAFETY: 4 bytes from output `i` on lie inside `out` (all 4 are this output's,
+                // or the extra ones the next output's, written after this).
+                unsafe { bytes.add(i * KEPT).cast::<i32>().write_unaligned(packed) };
+            } else {
+                out[i * KEPT..].copy_from_slice(&packed.to_le_bytes()[..KEPT]);
+            }
+        }
+        for (i, o) in out.chunks_exact_mut(KEPT).enumerate().skip(vectorised) {
+            self.output_pixel(a, i, &row[..row_bytes], o);
+        }
+    }
 }
 
 /// Weights of output `i` up to the last non-zero one (the vertical axis is not padded, but
@@ -214,8 +456,24 @@ fn taps_used(axis: &Axis, i: usize) -> usize {
     w.iter().rposition(|&x| x != 0).map_or(0, |p| p + 1)
 }
 
-/// `acc += row * w`, sample by sample (vectorises).
+/// `acc += row * w`, sample by sample (vectorises; with AVX2 where the CPU has it).
 fn accumulate_row(acc: &mut [i32], row: &[u8], w: i32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { accumulate_row_avx2(acc, row, w) };
+    }
+    accumulate_row_portable(acc, row, w);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn accumulate_row_avx2(acc: &mut [i32], row: &[u8], w: i32) {
+    accumulate_row_portable(acc, row, w);
+}
+
+#[inline(always)]
+fn accumulate_row_portable(acc: &mut [i32], row: &[u8], w: i32) {
     for (a, &p) in acc.iter_mut().zip(row) {
         *a += i32::from(p) * w;
     }
@@ -354,6 +612,112 @@ mod tests {
                 resize_plane(&data, stride, (w, h), (ow, oh)),
                 torch_resize(&data, stride, w, h, ow, oh)
             );
+        }
+    }
+
+    /// libtorch's result for channels `channels` of interleaved `bpp`-byte pixels, as
+    /// `[oh, ow, channels]` bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn torch_resize_interleaved(
+        data: &[u8],
+        stride: usize,
+        bpp: usize,
+        channels: &[usize],
+        w: usize,
+        h: usize,
+        ow: usize,
+        oh: usize,
+    ) -> Vec<u8> {
+        let index = Tensor::from_slice(&channels.iter().map(|&c| c as i64).collect::<Vec<_>>());
+        // The last row may end right after its last pixel: pad it to a whole stride.
+        let mut padded = data[..data.len().min(stride * h)].to_vec();
+        padded.resize(stride * h, 0);
+        let t = Tensor::from_slice(&padded)
+            .view([h as i64, stride as i64])
+            .narrow(1, 0, (w * bpp) as i64)
+            .view([h as i64, w as i64, bpp as i64])
+            .permute([2, 0, 1])
+            .index_select(0, &index)
+            .unsqueeze(0);
+        let out = t.internal_upsample_bilinear2d_aa([oh as i64, ow as i64], false, None, None);
+        Vec::<u8>::try_from(
+            out.squeeze_dim(0)
+                .permute([1, 2, 0])
+                .contiguous()
+                .flatten(0, -1),
+        )
+        .unwrap()
+    }
+
+    /// The packed layouts the pre-processor reads: RGB from RGB, BGR, RGBx/BGRx-like 4-byte
+    /// pixels in either order, and NV12's chroma pairs.
+    const LAYOUTS: [(usize, &[usize]); 6] = [
+        (3, &[0, 1, 2]),
+        (3, &[2, 1, 0]),
+        (4, &[0, 1, 2]),
+        (4, &[2, 1, 0]),
+        (4, &[3, 2, 1]),
+        (2, &[0, 1]),
+    ];
+
+    #[test]
+    fn interleaved_channels_equal_libtorch_on_the_shapes_the_element_uses() {
+        tch::set_num_threads(1);
+        for (bpp, channels) in LAYOUTS {
+            for &((w, h), (ow, oh), pad) in &[
+                ((480, 480), (64, 64), 160 * bpp),
+                ((1080, 1080), (64, 64), 840 * bpp),
+                ((240, 240), (64, 64), 0),
+                ((640, 480), (64, 64), 0),
+                ((64, 64), (64, 64), 3),
+                ((48, 32), (64, 64), 0),
+                ((3, 200), (32, 16), 1),
+                ((1, 1), (64, 64), 0),
+            ] {
+                let stride = w * bpp + pad;
+                let data = plane((w * h * bpp) as u64, stride * h);
+                assert_eq!(
+                    resize_interleaved(&data, stride, bpp, channels, (w, h), (ow, oh)),
+                    torch_resize_interleaved(&data, stride, bpp, channels, w, h, ow, oh),
+                    "{bpp}-byte pixels, channels {channels:?}: {w}x{h} -> {ow}x{oh}"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+        #[test]
+        fn interleaved_channels_equal_libtorch_on_any_size(
+            layout in 0..LAYOUTS.len(), w in 1usize..300, h in 1usize..300,
+            ow in 1usize..100, oh in 1usize..100, pad in 0usize..20, seed in any::<u64>(),
+        ) {
+            let (bpp, channels) = LAYOUTS[layout];
+            let stride = w * bpp + pad;
+            // The plane ends right after its last pixel: the vector loads must not run over.
+            let data = plane(seed, stride * (h - 1) + w * bpp);
+            prop_assert_eq!(
+                resize_interleaved(&data, stride, bpp, channels, (w, h), (ow, oh)),
+                torch_resize_interleaved(&data, stride, bpp, channels, w, h, ow, oh)
+            );
+        }
+    }
+
+    #[test]
+    fn the_vectorised_interleaved_row_equals_the_portable_one() {
+        for (bpp, channels) in LAYOUTS {
+            let axis = PairedAxis::new(480, 64);
+            let pixels = Interleaved::new(bpp, channels);
+            let row = plane(11, 480 * bpp);
+            let (mut a, mut b) = (
+                vec![0u8; 64 * channels.len()],
+                vec![0u8; 64 * channels.len()],
+            );
+            pixels.horizontal(&axis, &row, row.len(), &mut a);
+            for (i, o) in b.chunks_exact_mut(channels.len()).enumerate() {
+                pixels.output_pixel(&axis.axis, i, &row, o);
+            }
+            assert_eq!(a, b, "{bpp}-byte pixels, channels {channels:?}");
         }
     }
 

@@ -9,17 +9,18 @@
 use tch::{Device, Kind, Tensor};
 
 /// [`stats_tensor`]'s result for a map on the CPU, computed in Rust in one pass over the
-/// map's memory, in whichever of the two layouts it has:
-/// - contiguous (NCHW): per image, one pass over the channel planes for each pixel's maximum
-///   and winning channel, one for the exponentials (summed in channel order, as libtorch
-///   does), then the counting;
-/// - channels-last (what a model fed channels-last inputs returns, see
-///   [`crate::model::Model::channels_last`]): the same arithmetic on blocks of [`LANES`]
-///   pixels transposed on the fly, with the same results bit for bit.
+/// map's memory, pixel by pixel: each pixel's channels lie side by side in a channels-last
+/// map (what a model fed channels-last inputs returns, see
+/// [`crate::model::Model::channels_last`]), which is read in place; a contiguous (NCHW) map
+/// goes a block of pixels at a time, vectorised over the pixels, with the same arithmetic.
 ///
-/// The exponential is [`exp_nonpositive`] (within 2 ulp of the exact value, where libtorch's
-/// vectorised one is within 1), so the sums can differ from [`stats_tensor`]'s in the last
-/// bits; the counts are identical.
+/// Per pixel, a vector of channels at a time (16 with AVX-512, 8 with AVX2): the maximum,
+/// the first channel holding it, and the softmax denominator, summed per lane (channel `c`
+/// in lane `c % LANES`) and then over the lanes in a fixed tree ([`pixel_winner`] is the
+/// arithmetic, the same on every CPU, to the bit). The exponential is
+/// [`exp_nonpositive`] (within 2 ulp of the exact value, where libtorch's vectorised one is
+/// within 1), so the sums can differ from [`stats_tensor`]'s in the last bits; the counts
+/// are identical.
 pub fn stats_cpu(out: &Tensor) -> (Vec<i64>, Vec<f64>) {
     let size = out.size();
     let (n, channels) = (size[0] as usize, size[1] as usize);
@@ -32,193 +33,501 @@ pub fn stats_cpu(out: &Tensor) -> (Vec<i64>, Vec<f64>) {
     let out = out.to_device(Device::Cpu).to_kind(Kind::Float);
     // Pixel-major memory: the [N,h,w,C] view of a channels-last map is contiguous.
     let nhwc = out.permute([0, 2, 3, 1]);
-    let channels_last = channels > 1 && nhwc.is_contiguous() && !out.is_contiguous();
+    let channels_last = nhwc.is_contiguous();
     let memory = if channels_last {
         nhwc
     } else {
         out.contiguous()
     };
-    if !memory.is_contiguous() || memory.numel() != n * channels * pixels {
+    if memory.numel() != n * channels * pixels {
         return (area, conf_sum);
     }
-    // SAFETY: `memory` is a contiguous float32 CPU tensor of `numel` elements (checked just
-    // above, its kind and device made so), alive until the end of this function and written
-    // by nobody meanwhile (the map is this caller's).
+    // SAFETY: `memory` is a contiguous float32 CPU tensor of `numel` elements (made so just
+    // above), alive until the end of this function and written by nobody meanwhile (the map
+    // is this caller's).
     let values =
         unsafe { std::slice::from_raw_parts(memory.data_ptr() as *const f32, memory.numel()) };
-    let per_image = values.chunks_exact(channels * pixels);
-    let counts = area
-        .chunks_exact_mut(channels)
-        .zip(conf_sum.chunks_exact_mut(channels));
-    if channels_last {
-        let mut blocks = PixelBlocks::new(channels);
-        for (map, (area, conf_sum)) in per_image.zip(counts) {
-            blocks.count(map, area, conf_sum);
-        }
-        return (area, conf_sum);
-    }
-    let mut max = vec![f32::NEG_INFINITY; pixels];
-    let mut arg = vec![0u32; pixels];
-    let mut sum = vec![0f32; pixels];
-    for (map, (area, conf_sum)) in per_image.zip(counts) {
-        max.fill(f32::NEG_INFINITY);
-        arg.fill(0);
-        sum.fill(0.0);
-        for (c, plane) in map.chunks_exact(pixels).enumerate() {
-            update_maxima(&mut max, &mut arg, plane, c as u32);
-        }
-        for plane in map.chunks_exact(pixels) {
-            add_shifted_exp(&mut sum, plane, &max);
-        }
-        for (&c, &s) in arg.iter().zip(&sum) {
-            area[c as usize] += 1;
-            conf_sum[c as usize] += f64::from(1.0 / s);
+    let kernel = PixelKernel::detect();
+    let mut planar = Planar::new(channels);
+    for ((map, area), conf_sum) in values
+        .chunks_exact(channels * pixels)
+        .zip(area.chunks_exact_mut(channels))
+        .zip(conf_sum.chunks_exact_mut(channels))
+    {
+        if channels_last {
+            kernel.count(map, area, conf_sum);
+        } else {
+            planar.count(map, pixels, area, conf_sum);
         }
     }
     (area, conf_sum)
 }
 
-/// Pixels handled side by side by the channels-last path (one AVX2 register of floats).
-pub const LANES: usize = 8;
-
-/// The channels-last path: blocks of [`LANES`] pixels are transposed into a small buffer
-/// (channel-major, in the L1 cache), then each lane runs exactly the planar path's
-/// arithmetic (channels in order), so the results equal the contiguous map's bit for bit.
-struct PixelBlocks {
-    /// `[channel][pixel of the block]`.
-    block: Vec<[f32; LANES]>,
+/// [`pixel_winner`]'s arithmetic on a contiguous (NCHW) map, a block of pixels at a time,
+/// vectorised over the pixels: the maximum, the first channel equal to it, and the 16 lanes
+/// of partial sums of each pixel in planes of the block (small enough for the L1 cache).
+struct Planar {
+    channels: usize,
+    max: [f32; BLOCK_PIXELS],
+    arg: [u32; BLOCK_PIXELS],
+    lanes: Vec<[f32; BLOCK_PIXELS]>,
 }
 
-impl PixelBlocks {
+/// Pixels of a [`Planar`] block.
+const BLOCK_PIXELS: usize = 64;
+
+impl Planar {
     fn new(channels: usize) -> Self {
         Self {
-            block: vec![[0.0; LANES]; channels],
+            channels,
+            max: [0.0; BLOCK_PIXELS],
+            arg: [0; BLOCK_PIXELS],
+            lanes: vec![[0.0; BLOCK_PIXELS]; LANES],
         }
+    }
+
+    /// Adds the pixels of one image's map (`C` planes of `pixels`) to its counts.
+    fn count(&mut self, map: &[f32], pixels: usize, area: &mut [i64], conf_sum: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            return unsafe { self.count_avx2_fma(map, pixels, area, conf_sum) };
+        }
+        self.count_portable(map, pixels, area, conf_sum);
+    }
+
+    /// [`Self::count_portable`] with the block's pixels 8 to a vector.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn count_avx2_fma(&mut self, map: &[f32], pixels: usize, area: &mut [i64], conf: &mut [f64]) {
+        use std::arch::x86_64::*;
+        const V: usize = 8;
+        let whole = pixels / BLOCK_PIXELS * BLOCK_PIXELS;
+        let none = _mm256_set1_epi32(-1);
+        for start in (0..whole).step_by(BLOCK_PIXELS) {
+            let plane = |c: usize| &map[c * pixels + start..c * pixels + start + BLOCK_PIXELS];
+            // SAFETY (all loads and stores below): 8 floats at `v * 8` inside a slice of
+            // `BLOCK_PIXELS` (a multiple of 8) values.
+            let load = |s: &[f32], v: usize| unsafe { _mm256_loadu_ps(s.as_ptr().add(v * V)) };
+            let store = |s: &mut [f32], v: usize, x| unsafe {
+                _mm256_storeu_ps(s.as_mut_ptr().add(v * V), x)
+            };
+            for v in 0..BLOCK_PIXELS / V {
+                let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
+                for c in 0..self.channels {
+                    max = _mm256_max_ps(load(plane(c), v), max);
+                }
+                let mut arg = none;
+                for c in (0..self.channels).rev() {
+                    // The first channel equal to the maximum: the last one written, going back.
+                    let equal =
+                        _mm256_castps_si256(_mm256_cmp_ps::<_CMP_EQ_OQ>(load(plane(c), v), max));
+                    arg = _mm256_blendv_epi8(arg, _mm256_set1_epi32(c as i32), equal);
+                }
+                store(&mut self.max, v, max);
+                // SAFETY: 8 u32 at `v * 8` inside `arg` (`BLOCK_PIXELS` values).
+                unsafe { _mm256_storeu_si256(self.arg.as_mut_ptr().add(v * V).cast(), arg) };
+                let mut lanes = [_mm256_setzero_ps(); LANES];
+                for c in 0..self.channels {
+                    let e = exp_avx2_fma(_mm256_sub_ps(load(plane(c), v), max));
+                    lanes[c % LANES] = _mm256_add_ps(lanes[c % LANES], e);
+                }
+                let mut width = LANES / 2;
+                while width > 0 {
+                    for j in 0..width {
+                        lanes[j] = _mm256_add_ps(lanes[j], lanes[j + width]);
+                    }
+                    width /= 2;
+                }
+                store(&mut self.lanes[0], v, lanes[0]);
+            }
+            for (&a, &sum) in self.arg.iter().zip(&self.lanes[0]) {
+                let a = if a == u32::MAX { 0 } else { a as usize };
+                area[a] += 1;
+                conf[a] += f64::from(1.0 / sum);
+            }
+        }
+        // The last pixels, fewer than a block.
+        if whole < pixels {
+            let rest: Vec<f32> = (0..self.channels)
+                .flat_map(|c| map[c * pixels + whole..(c + 1) * pixels].iter().copied())
+                .collect();
+            self.count_portable(&rest, pixels - whole, area, conf);
+        }
+    }
+
+    #[inline(always)]
+    fn count_portable(&mut self, map: &[f32], pixels: usize, area: &mut [i64], conf: &mut [f64]) {
+        const NONE: u32 = u32::MAX;
+        for start in (0..pixels).step_by(BLOCK_PIXELS) {
+            let len = BLOCK_PIXELS.min(pixels - start);
+            let plane = |c: usize| &map[c * pixels + start..c * pixels + start + len];
+            let (max, arg) = (&mut self.max[..len], &mut self.arg[..len]);
+            max.fill(f32::NEG_INFINITY);
+            for c in 0..self.channels {
+                for (m, &x) in max.iter_mut().zip(plane(c)) {
+                    *m = if x > *m { x } else { *m };
+                }
+            }
+            arg.fill(NONE);
+            for c in 0..self.channels {
+                for ((a, &m), &x) in arg.iter_mut().zip(&*max).zip(plane(c)) {
+                    *a = if *a == NONE && x == m { c as u32 } else { *a };
+                }
+            }
+            for lane in &mut self.lanes {
+                lane[..len].fill(0.0);
+            }
+            for c in 0..self.channels {
+                let lane = &mut self.lanes[c % LANES][..len];
+                for ((s, &m), &x) in lane.iter_mut().zip(&*max).zip(plane(c)) {
+                    *s += exp_nonpositive(x - m);
+                }
+            }
+            let mut width = LANES / 2;
+            while width > 0 {
+                let (low, high) = self.lanes.split_at_mut(width);
+                for (l, h) in low.iter_mut().zip(&high[..width]) {
+                    for (a, &b) in l[..len].iter_mut().zip(&h[..len]) {
+                        *a += b;
+                    }
+                }
+                width /= 2;
+            }
+            for (&a, &sum) in arg.iter().zip(&self.lanes[0][..len]) {
+                let a = if a == NONE { 0 } else { a as usize };
+                area[a] += 1;
+                conf[a] += f64::from(1.0 / sum);
+            }
+        }
+    }
+}
+
+/// Lanes of the softmax denominator's partial sums (one AVX-512 register of floats, two AVX2
+/// ones): channel `c` is added to lane `c % LANES`.
+pub const LANES: usize = 16;
+
+/// How [`stats_cpu`] runs [`pixel_winner`]'s arithmetic on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PixelKernel {
+    /// AVX-512 intrinsics: 16 channels a vector.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    /// AVX2 and FMA intrinsics: 8 channels a vector, the 16 lanes in two registers.
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    /// Plain Rust, lane by lane.
+    Portable,
+}
+
+impl PixelKernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f") && has!("avx2") && has!("fma") {
+                return Self::Avx512;
+            }
+            if has!("avx2") && has!("fma") {
+                return Self::Avx2Fma;
+            }
+        }
+        Self::Portable
+    }
+
+    /// The kernels this CPU can run, the best first.
+    #[cfg(test)]
+    fn available() -> Vec<Self> {
+        let best = Self::detect();
+        let all = [
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2Fma,
+            Self::Portable,
+        ];
+        all.into_iter().skip_while(|&k| k != best).collect()
     }
 
     /// Adds the pixels of one image's map (`[h,w,C]` in memory) to its counts.
-    fn count(&mut self, map: &[f32], area: &mut [i64], conf_sum: &mut [f64]) {
-        let channels = self.block.len();
-        for pixels in map.chunks(LANES * channels) {
-            let lanes = pixels.len() / channels;
-            for (l, pixel) in pixels.chunks_exact(channels).enumerate() {
-                for (row, &x) in self.block.iter_mut().zip(pixel) {
-                    row[l] = x;
+    fn count(self, map: &[f32], area: &mut [i64], conf_sum: &mut [f64]) {
+        match self {
+            // SAFETY: the CPU has AVX-512F, AVX2 and FMA (`detect`).
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => unsafe { count_avx512(map, area, conf_sum) },
+            // SAFETY: the CPU has AVX2 and FMA (`detect`).
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2Fma => unsafe { count_avx2_fma(map, area, conf_sum) },
+            Self::Portable => {
+                for pixel in map.chunks_exact(area.len()) {
+                    let (arg, sum) = pixel_winner(pixel);
+                    area[arg] += 1;
+                    conf_sum[arg] += f64::from(1.0 / sum);
                 }
             }
-            let (arg, sum) = self.winners();
-            for l in 0..lanes {
-                area[arg[l] as usize] += 1;
-                conf_sum[arg[l] as usize] += f64::from(1.0 / sum[l]);
-            }
         }
     }
+}
 
-    /// Per lane: the winning channel (the first maximum) and the softmax denominator.
-    fn winners(&self) -> ([u32; LANES], [f32; LANES]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { block_winners_avx2(&self.block) };
+/// One pixel's winning channel (the first maximum of the numbers among its logits; 0 when
+/// there is none) and its softmax denominator `sum_c exp(x_c - max)`: the exponentials are
+/// summed per lane (channel `c` in lane `c % LANES`, channels in order), then the lanes in a
+/// fixed tree (`l[j] + l[j+8]`, then `+ [j+4]`, `+ [j+2]`, `+ [j+1]`), as the vector
+/// kernels do.
+pub fn pixel_winner(pixel: &[f32]) -> (usize, f32) {
+    let mut max = f32::NEG_INFINITY;
+    for &x in pixel {
+        // `_mm256_max_ps(x, max)`: NaN is passed over.
+        max = if x > max { x } else { max };
+    }
+    let arg = pixel.iter().position(|&x| x == max).unwrap_or(0);
+    let mut lanes = [0f32; LANES];
+    for chunk in pixel.chunks(LANES) {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane += exp_nonpositive(x - max);
         }
-        block_winners_portable(&self.block)
+    }
+    let mut width = LANES / 2;
+    while width > 0 {
+        for j in 0..width {
+            lanes[j] += lanes[j + width];
+        }
+        width /= 2;
+    }
+    (arg, lanes[0])
+}
+
+/// The first channel whose bit is set in `hits` (the channels of the first 64), else the
+/// first channel equal to the maximum past them; 0 when none is (NaN logits).
+#[inline(always)]
+fn first_hit(hits: u64, pixel: &[f32]) -> usize {
+    if hits != 0 {
+        return hits.trailing_zeros() as usize;
+    }
+    let max = pixel
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    pixel
+        .iter()
+        .skip(64)
+        .position(|&x| x == max)
+        .map_or(0, |i| i + 64)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn count_avx2_fma(map: &[f32], area: &mut [i64], conf_sum: &mut [f64]) {
+    use std::arch::x86_64::*;
+    const HALF: usize = LANES / 2;
+    let channels = area.len();
+    let (full, tail) = (channels / HALF, channels % HALF);
+    let tail_mask = _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(tail as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    );
+    let tail_ps = _mm256_castsi256_ps(tail_mask);
+    let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
+    for pixel in map.chunks_exact(channels) {
+        let p = pixel.as_ptr();
+        // SAFETY: `full` whole vectors and `tail` masked lanes lie inside `pixel`.
+        let load = |k: usize| unsafe { _mm256_loadu_ps(p.add(k * HALF)) };
+        let last = (tail > 0).then(|| {
+            // SAFETY: lanes past `tail` are not read (masked load).
+            let x = unsafe { _mm256_maskload_ps(p.add(full * HALF), tail_mask) };
+            _mm256_blendv_ps(neg_inf, x, tail_ps)
+        });
+        let mut vmax = neg_inf;
+        // NaN logits are passed over (`_mm256_max_ps` returns its second operand then).
+        for k in 0..full {
+            vmax = _mm256_max_ps(load(k), vmax);
+        }
+        if let Some(x) = last {
+            vmax = _mm256_max_ps(x, vmax);
+        }
+        let max = _mm256_set1_ps(horizontal_max(vmax));
+        // Which channels hold the maximum, one bit each (no branch on where it is).
+        let mut hits = 0u64;
+        for k in 0..full.min(64 / HALF) {
+            let equal = _mm256_cmp_ps::<_CMP_EQ_OQ>(load(k), max);
+            hits |= u64::from(_mm256_movemask_ps(equal) as u8) << (k * HALF);
+        }
+        if let Some(x) = last
+            && full < 64 / HALF
+        {
+            let equal = _mm256_cmp_ps::<_CMP_EQ_OQ>(x, max);
+            let lanes = _mm256_movemask_ps(equal) as u8 & ((1u16 << tail) - 1) as u8;
+            hits |= u64::from(lanes) << (full * HALF);
+        }
+        // Lanes 0-7 of the 16 in `low`, lanes 8-15 in `high`.
+        let mut sums = [_mm256_setzero_ps(); 2];
+        for k in 0..full {
+            let e = exp_avx2_fma(_mm256_sub_ps(load(k), max));
+            sums[k % 2] = _mm256_add_ps(sums[k % 2], e);
+        }
+        if let Some(x) = last {
+            let e = exp_avx2_fma(_mm256_sub_ps(x, max));
+            sums[full % 2] = _mm256_add_ps(sums[full % 2], _mm256_and_ps(e, tail_ps));
+        }
+        let arg = first_hit(hits, pixel);
+        area[arg] += 1;
+        let sum = horizontal_sum(_mm256_add_ps(sums[0], sums[1]));
+        conf_sum[arg] += f64::from(1.0 / sum);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn block_winners_avx2(block: &[[f32; LANES]]) -> ([u32; LANES], [f32; LANES]) {
-    block_winners_portable(block)
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn count_avx512(map: &[f32], area: &mut [i64], conf_sum: &mut [f64]) {
+    use std::arch::x86_64::*;
+    let channels = area.len();
+    let (full, tail) = (channels / LANES, channels % LANES);
+    let tail_mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
+    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+    for pixel in map.chunks_exact(channels) {
+        let p = pixel.as_ptr();
+        // SAFETY: `full` whole vectors and `tail` masked lanes lie inside `pixel`.
+        let load = |k: usize| unsafe { _mm512_loadu_ps(p.add(k * LANES)) };
+        // SAFETY: lanes past `tail` are not read (masked load); they hold -inf.
+        let last = (tail > 0)
+            .then(|| unsafe { _mm512_mask_loadu_ps(neg_inf, tail_mask, p.add(full * LANES)) });
+        let mut vmax = neg_inf;
+        // NaN logits are passed over (`_mm512_max_ps` returns its second operand then).
+        for k in 0..full {
+            vmax = _mm512_max_ps(load(k), vmax);
+        }
+        if let Some(x) = last {
+            vmax = _mm512_max_ps(x, vmax);
+        }
+        let half = _mm256_max_ps(
+            _mm512_castps512_ps256(vmax),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(vmax))),
+        );
+        let max256 = horizontal_max(half);
+        let max = _mm512_set1_ps(max256);
+        let mut hits = 0u64;
+        for k in 0..full.min(64 / LANES) {
+            let equal = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(load(k), max);
+            hits |= u64::from(equal) << (k * LANES);
+        }
+        if let Some(x) = last
+            && full < 64 / LANES
+        {
+            let equal = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, max) & tail_mask;
+            hits |= u64::from(equal) << (full * LANES);
+        }
+        let mut sum = _mm512_setzero_ps();
+        for k in 0..full {
+            sum = _mm512_add_ps(sum, exp_avx512(_mm512_sub_ps(load(k), max)));
+        }
+        if let Some(x) = last {
+            let e = exp_avx512(_mm512_sub_ps(x, max));
+            sum = _mm512_mask_add_ps(sum, tail_mask, sum, e);
+        }
+        let arg = first_hit(hits, pixel);
+        area[arg] += 1;
+        // Lanes j and j + 8, then the 8-lane tree.
+        let half = _mm256_add_ps(
+            _mm512_castps512_ps256(sum),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(sum))),
+        );
+        conf_sum[arg] += f64::from(1.0 / horizontal_sum(half));
+    }
 }
 
-#[inline(always)]
-fn block_winners_portable(block: &[[f32; LANES]]) -> ([u32; LANES], [f32; LANES]) {
-    let mut max = [f32::NEG_INFINITY; LANES];
-    let mut arg = [0u32; LANES];
-    for (c, row) in block.iter().enumerate() {
-        update_maxima_portable(&mut max, &mut arg, row, c as u32);
-    }
-    let mut sum = [0f32; LANES];
-    for row in block {
-        add_shifted_exp_portable(&mut sum, row, &max);
-    }
-    (arg, sum)
-}
-
-/// `max`/`arg` become the running maximum and its (first) channel after `plane` of channel `c`.
-fn update_maxima(max: &mut [f32], arg: &mut [u32], plane: &[f32], c: u32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { update_maxima_avx2(max, arg, plane, c) };
-    }
-    update_maxima_portable(max, arg, plane, c);
-}
-
+/// The largest of 8 lanes (any order gives the same value for numbers).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn update_maxima_avx2(max: &mut [f32], arg: &mut [u32], plane: &[f32], c: u32) {
-    update_maxima_portable(max, arg, plane, c);
+#[target_feature(enable = "avx2,fma")]
+fn horizontal_max(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let quad = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let pair = _mm_max_ps(quad, _mm_movehl_ps(quad, quad));
+    _mm_cvtss_f32(_mm_max_ss(pair, _mm_shuffle_ps::<0b01>(pair, pair)))
 }
 
-#[inline(always)]
-fn update_maxima_portable(max: &mut [f32], arg: &mut [u32], plane: &[f32], c: u32) {
-    for ((m, a), &x) in max.iter_mut().zip(arg.iter_mut()).zip(plane) {
-        // Strictly greater: the first maximum wins.
-        let greater = x > *m;
-        *m = if greater { x } else { *m };
-        *a = if greater { c } else { *a };
-    }
-}
-
-/// `sum += exp(plane - max)`, element by element (`plane <= max` everywhere).
-fn add_shifted_exp(sum: &mut [f32], plane: &[f32], max: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { add_shifted_exp_avx2(sum, plane, max) };
-    }
-    add_shifted_exp_portable(sum, plane, max);
-}
-
+/// The sum of 8 lanes in [`pixel_winner`]'s tree (`l[j] + l[j+4]`, `+ [j+2]`, `+ [j+1]`).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn add_shifted_exp_avx2(sum: &mut [f32], plane: &[f32], max: &[f32]) {
-    add_shifted_exp_portable(sum, plane, max);
+#[target_feature(enable = "avx2,fma")]
+fn horizontal_sum(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+    _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps::<0b01>(pair, pair)))
 }
 
-#[inline(always)]
-fn add_shifted_exp_portable(sum: &mut [f32], plane: &[f32], max: &[f32]) {
-    for ((s, &x), &m) in sum.iter_mut().zip(plane).zip(max) {
-        *s += exp_nonpositive(x - m);
-    }
-}
+/// Cephes' single-precision range reduction and polynomial, with fused multiply-adds.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
 
 /// `e^x` for `x <= 0`, within 2 ulp of the exact value for `x >= -87` (smaller `x` gives
-/// `e^-87`, negligible next to the 1 every softmax denominator contains). Branch-free (the
-/// Cephes range reduction and polynomial), so loops over slices vectorise.
+/// `e^-87`, negligible next to the 1 every softmax denominator contains; positive `x` is not
+/// handled). Cephes' range reduction `x = n ln 2 + r` and polynomial in `r`, with fused
+/// multiply-adds: the AVX2 kernel computes exactly this, 8 lanes at a time.
 #[inline(always)]
 pub fn exp_nonpositive(x: f32) -> f32 {
-    // Round x / ln 2 to the nearest integer n with the 1.5 * 2^23 trick: the sum's low
-    // mantissa bits are then n in two's complement.
-    const ROUNDER: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 0.0);
-    let shifted = x * std::f32::consts::LOG2_E + ROUNDER;
-    let n = shifted - ROUNDER;
-    let n_bits = shifted.to_bits().wrapping_sub(ROUNDER.to_bits());
-    // r = x - n ln 2, with ln 2 split in two for precision.
-    let r = x - n * 0.693_359_4;
-    let r = r + n * 2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let e = p * (r * r) + r + 1.0;
-    // 2^n by building the exponent field (n is in -126..=0 here).
-    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
-    e * scale
+    // `_mm256_max_ps(x, -87)`: NaN becomes -87 too.
+    let x = if x > -87.0 { x } else { -87.0 };
+    let n = (x * std::f32::consts::LOG2_E).round_ties_even();
+    let r = n.mul_add(-LN2_HI, x);
+    let r = n.mul_add(-LN2_LO, r);
+    let mut p = EXP_POLY[0];
+    for c in &EXP_POLY[1..] {
+        p = p.mul_add(r, *c);
+    }
+    // 2^n by building the exponent field (n is in -126..=0 here); e^r - 1 = r + r^2 p.
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    p.mul_add(r * r, r).mul_add(scale, scale)
+}
+
+/// [`exp_nonpositive`] on 8 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn exp_avx2_fma(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let x = _mm256_max_ps(x, _mm256_set1_ps(-87.0));
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        _mm256_set1_ps(std::f32::consts::LOG2_E),
+    ));
+    let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
+    let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
+    let mut p = _mm256_set1_ps(EXP_POLY[0]);
+    for c in &EXP_POLY[1..] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(*c));
+    }
+    let exponent = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(exponent));
+    let expm1 = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+    _mm256_fmadd_ps(expm1, scale, scale)
+}
+
+/// [`exp_nonpositive`] on 16 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn exp_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let x = _mm512_max_ps(x, _mm512_set1_ps(-87.0));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+    );
+    let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
+    let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
+    let mut p = _mm512_set1_ps(EXP_POLY[0]);
+    for c in &EXP_POLY[1..] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(*c));
+    }
+    let exponent = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    let scale = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(exponent));
+    let expm1 = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+    _mm512_fmadd_ps(expm1, scale, scale)
 }
 
 /// [`stats_cpu`] with tensor operations only, for maps on other devices.
@@ -311,17 +620,19 @@ mod tests {
 
     #[test]
     fn the_first_maximum_wins_a_tie_in_every_lane_position() {
-        // 20 channels, two of them tied at the maximum, in every pair of positions; two
-        // pixels per image so that the map is channels-last in memory.
-        for first in 0..20 {
-            for second in first + 1..20 {
-                let mut values = vec![-1.0f32; 40];
-                for pixel in [0, 20] {
+        // 37 channels (four whole vectors and a tail of 5), two of them tied at the maximum,
+        // in every pair of positions; two pixels per image so that the map is channels-last
+        // in memory.
+        const C: usize = 37;
+        for first in 0..C {
+            for second in first + 1..C {
+                let mut values = vec![-1.0f32; 2 * C];
+                for pixel in [0, C] {
                     values[pixel + first] = 2.0;
                     values[pixel + second] = 2.0;
                 }
                 let out = Tensor::from_slice(&values)
-                    .view([1, 1, 2, 20])
+                    .view([1, 1, 2, C as i64])
                     .permute([0, 3, 1, 2]);
                 let (area, _) = stats_cpu(&out);
                 assert_eq!(area[first], 2, "tie at {first} and {second}");
@@ -362,18 +673,42 @@ mod tests {
     }
 
     #[test]
-    fn the_vectorised_loops_equal_the_portable_ones() {
-        let plane: Vec<f32> = (0..1000).map(|i| ((i * 37) % 101) as f32 * -0.3).collect();
-        let max = vec![0.5f32; 1000];
-        let (mut a, mut b) = (vec![0.25f32; 1000], vec![0.25f32; 1000]);
-        add_shifted_exp(&mut a, &plane, &max);
-        add_shifted_exp_portable(&mut b, &plane, &max);
-        assert_eq!(a, b);
-        let (mut ma, mut aa) = (plane.clone(), vec![7u32; 1000]);
-        let (mut mb, mut ab) = (plane.clone(), vec![7u32; 1000]);
-        let next: Vec<f32> = plane.iter().rev().copied().collect();
-        update_maxima(&mut ma, &mut aa, &next, 3);
-        update_maxima_portable(&mut mb, &mut ab, &next, 3);
-        assert_eq!((ma, aa), (mb, ab));
+    fn the_kernels_of_this_cpu_equal_the_portable_arithmetic_bit_for_bit() {
+        for kernel in PixelKernel::available() {
+            for_each_channel_count(kernel);
+        }
+    }
+
+    fn for_each_channel_count(kernel: PixelKernel) {
+        for channels in (1..=41usize).chain([63, 64, 65, 80]) {
+            let pixels = 300;
+            // Logits on a coarse grid (ties), wide enough to reach the exponential's clamp,
+            // a NaN pixel and an all -inf pixel.
+            let mut map: Vec<f32> = (0..channels * pixels)
+                .map(|i| ((i * 7919) % 263) as f32 * 0.5 - 100.0)
+                .collect();
+            map[channels..2 * channels].fill(f32::NEG_INFINITY);
+            map[2 * channels + channels / 2] = f32::NAN;
+            let (mut area, mut sums) = (vec![0i64; channels], vec![0f64; channels]);
+            kernel.count(&map, &mut area, &mut sums);
+            let (mut area_p, mut sums_p) = (vec![0i64; channels], vec![0f64; channels]);
+            PixelKernel::Portable.count(&map, &mut area_p, &mut sums_p);
+            assert_eq!(area, area_p, "{kernel:?}, {channels} channels");
+            let (bits, bits_p): (Vec<u64>, Vec<u64>) = (
+                sums.iter().map(|s| s.to_bits()).collect(),
+                sums_p.iter().map(|s| s.to_bits()).collect(),
+            );
+            assert_eq!(bits, bits_p, "{kernel:?}, {channels} channels");
+            assert_eq!(area.iter().sum::<i64>(), pixels as i64);
+            // The same pixels as planes (NCHW), block by block.
+            let planes: Vec<f32> = (0..channels)
+                .flat_map(|c| map.chunks_exact(channels).map(move |px| px[c]))
+                .collect();
+            let (mut area_n, mut sums_n) = (vec![0i64; channels], vec![0f64; channels]);
+            Planar::new(channels).count(&planes, pixels, &mut area_n, &mut sums_n);
+            assert_eq!(area_n, area_p, "planar, {channels} channels");
+            let bits_n: Vec<u64> = sums_n.iter().map(|s| s.to_bits()).collect();
+            assert_eq!(bits_n, bits_p, "planar, {channels} channels");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The model contract beyond the default layout: label files that are missing, empty or
 //! repeat a label fail at load time naming the file; inputs declared as BGR, NHWC or uint8
-//! receive exactly that.
+//! receive exactly that, from canonical images and from video frames alike.
 
 use std::path::{Path, PathBuf};
 
@@ -204,4 +204,85 @@ fn channels_last_inputs_go_only_to_models_that_take_them() {
     );
     let k = unmask::model::PartExtractor::load(unmask::paths::default_extractor(), Device::Cpu);
     assert!(k.unwrap().model().channels_last());
+}
+
+/// A 50x30 frame of every format, a pattern that varies along both axes.
+fn frames() -> Vec<unmask::preprocess::OwnedFrame> {
+    use unmask::preprocess::{OwnedFrame, PixelFormat};
+    let (w, h) = (50, 30);
+    let rgb: Vec<u8> = (0..w * h * 3)
+        .map(|i| ((i * 37 + (i / (w * 3)) * 11) % 256) as u8)
+        .collect();
+    PixelFormat::ALL
+        .into_iter()
+        .map(|f| OwnedFrame::from_rgb(&rgb, w, h, f, 3))
+        .collect()
+}
+
+#[test]
+fn frames_become_exactly_what_prepare_makes_of_their_images() {
+    use unmask::model::{Model, prepare_frames};
+    use unmask::preprocess::{Scaling, frames_to_images};
+    let dir = tempfile::tempdir().unwrap();
+    let nchw = |hw: &str| {
+        format!(
+            "[input]\ntype=float32\ndims=-1,3,{hw}\ndir=input\nranges=0.0,1.0;0.0,1.0;-1.0,1.0\n"
+        )
+    };
+    let float = || Tensor::zeros([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let models = [
+        write_mean_model(
+            dir.path(),
+            "normalised",
+            float(),
+            false,
+            &nchw("8,8"),
+            "mean=0.4,0.5,0.6\nstd=0.2,0.25,0.3\n",
+        ),
+        write_mean_model(
+            dir.path(),
+            "bgr_wide",
+            Tensor::zeros([2, 3, 6, 10], (Kind::Float, Device::Cpu)),
+            false,
+            &nchw("6,10"),
+            "channel-order=bgr\n",
+        ),
+        write_mean_model(
+            dir.path(),
+            "nhwc_u8",
+            Tensor::zeros([2, 8, 8, 3], (Kind::Uint8, Device::Cpu)),
+            true,
+            "[input]\ntype=uint8\ndims=-1,8,8,3\ndir=input\nranges=0,255;0,255;0,255\n",
+            "",
+        ),
+    ];
+    let mut models: Vec<Model> = models
+        .iter()
+        .map(|p| Model::load(p, Device::Cpu).unwrap())
+        .collect();
+    let mut contiguous = Model::load(dir.path().join("normalised.pt"), Device::Cpu).unwrap();
+    assert!(contiguous.channels_last());
+    contiguous.set_channels_last(false);
+    assert!(!contiguous.channels_last());
+    models.push(contiguous);
+    let owned = frames();
+    let frames: Vec<_> = owned.iter().map(|f| f.as_frame()).collect();
+    for scaling in [Scaling::Crop, Scaling::Stretch] {
+        let all: Vec<&Model> = models.iter().collect();
+        let together = prepare_frames(&all, &frames, scaling).unwrap();
+        for (model, together) in models.iter().zip(together) {
+            let images =
+                frames_to_images(&frames, model.input_size(), scaling, Device::Cpu).unwrap();
+            let expected = model.prepare(&images);
+            let got = model.prepare_frames(&frames, scaling).unwrap();
+            let name = model.path().display().to_string();
+            for got in [&got, &together] {
+                assert_eq!(got.size(), expected.size(), "{name}");
+                assert_eq!(got.stride(), expected.stride(), "{name}: memory layout");
+                assert_eq!(got.kind(), expected.kind(), "{name}");
+                let differ = got.ne_tensor(&expected).sum(Kind::Int64).int64_value(&[]);
+                assert_eq!(differ, 0, "{name} {scaling:?}: values differ");
+            }
+        }
+    }
 }

@@ -1,0 +1,275 @@
+//! Frames to canonical images and to model inputs on the CPU, in Rust.
+//!
+//! The cropped region is read in place and resized 8-bit with [`crate::resample`]
+//! (libtorch's antialiased uint8 algorithm, bit for bit); then one pass over the small result
+//! converts the colour, applies the model's normalisation and writes the values straight
+//! into the tensor, in the model's memory layout. The arithmetic per value is the tensor
+//! path's ([`super::planes_to_images`], [`crate::model::Model::prepare`]), operation for
+//! operation, so the results are the same to the bit.
+
+use tch::{Device, Kind, Tensor};
+
+use super::{Frame, FrameError, PixelFormat, Scaling, YuvColor, YuvMatrix, source_region};
+use crate::resample::{resize_interleaved, resize_plane};
+
+/// Memory layout of a model's input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputMemory {
+    /// `[N,3,H,W]`, contiguous.
+    Nchw,
+    /// `[N,3,H,W]` with channels-last strides (`[N,H,W,3]` in memory).
+    ChannelsLast,
+    /// `[N,H,W,3]`, contiguous.
+    Nhwc,
+}
+
+/// What a model's input looks like and how canonical pixels (RGB in `[0,1]`) become its
+/// values (see [`crate::model::Model::input_format`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InputFormat {
+    /// Height and width.
+    pub size: (i64, i64),
+    /// Per input channel, `value = canonical * scale + offset` (float inputs).
+    pub scale: [f32; 3],
+    pub offset: [f32; 3],
+    /// Input channels in B, G, R order.
+    pub bgr: bool,
+    /// Bytes `round(canonical * 255)` instead of floats.
+    pub uint8: bool,
+    pub memory: InputMemory,
+}
+
+impl InputFormat {
+    /// The canonical image's own format: RGB floats in `[0,1]`, NCHW, at `size`.
+    pub fn canonical(size: (i64, i64)) -> Self {
+        Self {
+            size,
+            scale: [1.0; 3],
+            offset: [0.0; 3],
+            bgr: false,
+            uint8: false,
+            memory: InputMemory::Nchw,
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        if self.uint8 { Kind::Uint8 } else { Kind::Float }
+    }
+
+    fn shape(&self, n: i64) -> [i64; 4] {
+        let (h, w) = self.size;
+        match self.memory {
+            InputMemory::Nchw => [n, 3, h, w],
+            InputMemory::ChannelsLast | InputMemory::Nhwc => [n, h, w, 3],
+        }
+    }
+
+    /// Index of channel `c` of pixel `p` of image `n` in memory.
+    #[inline(always)]
+    fn index(&self, n: usize, p: usize, c: usize) -> usize {
+        let pixels = (self.size.0 * self.size.1) as usize;
+        match self.memory {
+            InputMemory::Nchw => (n * 3 + c) * pixels + p,
+            InputMemory::ChannelsLast | InputMemory::Nhwc => (n * pixels + p) * 3 + c,
+        }
+    }
+
+    /// The canonical channel input channel `c` takes.
+    #[inline(always)]
+    fn source(&self, c: usize) -> usize {
+        if self.bgr { 2 - c } else { c }
+    }
+}
+
+/// One frame cropped and resized to a model's input size, still 8-bit.
+enum Resized {
+    /// RGB, 3 bytes a pixel.
+    Rgb(Vec<u8>),
+    /// Luma, 1 byte a pixel, and chroma, Cb and Cr a pixel.
+    Yuv {
+        luma: Vec<u8>,
+        chroma: Vec<u8>,
+        convert: YuvToRgb,
+    },
+}
+
+impl Resized {
+    /// `frame` (validated) cropped as `scaling` says and resized to `size`.
+    fn new(frame: &Frame<'_>, size: (i64, i64), scaling: Scaling) -> Self {
+        let out = (size.1 as usize, size.0 as usize);
+        let (x0, y0, cw, ch) = source_region(frame.width, frame.height, size, scaling);
+        // The crop of plane `i` subsampled by `sub`: its bytes from the first pixel on.
+        let crop = |i: usize, sub: usize, bpp: usize| {
+            let p = &frame.planes[i];
+            let start = (y0 / sub) * p.stride + (x0 / sub) * bpp;
+            (
+                &p.data[start..],
+                p.stride,
+                (cw.div_ceil(sub), ch.div_ceil(sub)),
+            )
+        };
+        if let Some((bpp, rgb)) = frame.format.packed_layout() {
+            let (data, stride, size) = crop(0, 1, bpp);
+            return Self::Rgb(resize_interleaved(data, stride, bpp, &rgb, size, out));
+        }
+        let (data, stride, size) = crop(0, 1, 1);
+        let luma = resize_plane(data, stride, size, out);
+        let chroma = match frame.format {
+            PixelFormat::I420 => {
+                let ((u, us, size), (v, vs, _)) = (crop(1, 2, 1), crop(2, 2, 1));
+                let (u, v) = (
+                    resize_plane(u, us, size, out),
+                    resize_plane(v, vs, size, out),
+                );
+                u.iter().zip(&v).flat_map(|(&u, &v)| [u, v]).collect()
+            }
+            _ => {
+                let (data, stride, size) = crop(1, 2, 2);
+                resize_interleaved(data, stride, 2, &[0, 1], size, out)
+            }
+        };
+        Self::Yuv {
+            luma,
+            chroma,
+            convert: YuvToRgb::new(frame.color),
+        }
+    }
+
+    /// Canonical RGB of pixel `p`.
+    #[inline(always)]
+    fn rgb(&self, p: usize) -> [f32; 3] {
+        match self {
+            // `to_kind(Float) * (1.0 / 255.0)`: the scalar rounded to float.
+            Self::Rgb(rgb) => {
+                std::array::from_fn(|c| f32::from(rgb[p * 3 + c]) * (1.0f64 / 255.0) as f32)
+            }
+            Self::Yuv {
+                luma,
+                chroma,
+                convert,
+            } => convert.rgb(luma[p], chroma[2 * p], chroma[2 * p + 1]),
+        }
+    }
+}
+
+/// [`super::yuv_to_rgb`]'s arithmetic for one pixel (its scalars rounded to float, as
+/// libtorch does for a float tensor).
+#[derive(Debug, Clone, Copy)]
+struct YuvToRgb {
+    full_range: bool,
+    rv: f32,
+    gu: f32,
+    gv: f32,
+    bu: f32,
+}
+
+impl YuvToRgb {
+    fn new(color: YuvColor) -> Self {
+        let (rv, gu, gv, bu) = match color.matrix {
+            YuvMatrix::Bt601 => (1.402f64, 0.344136f64, 0.714136f64, 1.772f64),
+            YuvMatrix::Bt709 => (1.5748, 0.187324, 0.468124, 1.8556),
+        };
+        Self {
+            full_range: color.full_range,
+            rv: rv as f32,
+            gu: gu as f32,
+            gv: gv as f32,
+            bu: bu as f32,
+        }
+    }
+
+    #[inline(always)]
+    fn rgb(&self, y: u8, cb: u8, cr: u8) -> [f32; 3] {
+        let (y, cb, cr) = (f32::from(y), f32::from(cb), f32::from(cr));
+        let (y, cb, cr) = if self.full_range {
+            (y / 255.0, (cb - 128.0) / 255.0, (cr - 128.0) / 255.0)
+        } else {
+            (
+                (y - 16.0) / 219.0,
+                (cb - 128.0) / 224.0,
+                (cr - 128.0) / 224.0,
+            )
+        };
+        let r = y + cr * self.rv;
+        let g = y - cb * self.gu - cr * self.gv;
+        let b = y + cb * self.bu;
+        [r, g, b].map(|v| v.clamp(0.0, 1.0))
+    }
+}
+
+/// Frames (of any formats) in `formats`, one tensor each, on the CPU: each frame is resized
+/// once per distinct input size, then every tensor that size takes its values in one pass.
+pub fn frames_to_inputs(
+    frames: &[Frame<'_>],
+    formats: &[InputFormat],
+    scaling: Scaling,
+) -> Result<Vec<Tensor>, FrameError> {
+    for f in frames {
+        f.validate()?;
+    }
+    let n = frames.len();
+    let mut tensors: Vec<Tensor> = formats
+        .iter()
+        .map(|f| Tensor::empty(f.shape(n as i64), (f.kind(), Device::Cpu)))
+        .collect();
+    let mut sizes: Vec<(i64, i64)> = Vec::new();
+    for f in formats {
+        if !sizes.contains(&f.size) {
+            sizes.push(f.size);
+        }
+    }
+    for (i, frame) in frames.iter().enumerate() {
+        for &size in &sizes {
+            let resized = Resized::new(frame, size, scaling);
+            let pixels = (size.0 * size.1) as usize;
+            for (format, tensor) in formats.iter().zip(&mut tensors) {
+                if format.size == size {
+                    write_image(&resized, pixels, i, format, tensor);
+                }
+            }
+        }
+    }
+    Ok(tensors
+        .into_iter()
+        .zip(formats)
+        .map(|(t, f)| match f.memory {
+            InputMemory::ChannelsLast => t.permute([0, 3, 1, 2]),
+            _ => t,
+        })
+        .collect())
+}
+
+/// Image `n` of `tensor` (allocated in `format`'s shape and kind) from `resized`.
+fn write_image(
+    resized: &Resized,
+    pixels: usize,
+    n: usize,
+    format: &InputFormat,
+    tensor: &mut Tensor,
+) {
+    let numel = tensor.numel();
+    if format.uint8 {
+        // SAFETY: a contiguous uint8 CPU tensor of `numel` elements, just allocated by
+        // `frames_to_inputs` and not shared yet.
+        let out = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut u8, numel) };
+        for p in 0..pixels {
+            let rgb = resized.rgb(p);
+            for c in 0..3 {
+                // `(x * 255.0).round().clamp(0.0, 255.0).to_kind(Uint8)`.
+                let v = (rgb[format.source(c)] * 255.0).round_ties_even();
+                out[format.index(n, p, c)] = v.clamp(0.0, 255.0) as u8;
+            }
+        }
+        return;
+    }
+    // SAFETY: a contiguous float CPU tensor of `numel` elements, just allocated by
+    // `frames_to_inputs` and not shared yet.
+    let out = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut f32, numel) };
+    for p in 0..pixels {
+        let rgb = resized.rgb(p);
+        for c in 0..3 {
+            // `x * scale + offset`, two roundings.
+            out[format.index(n, p, c)] = rgb[format.source(c)] * format.scale[c] + format.offset[c];
+        }
+    }
+}
