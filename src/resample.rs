@@ -507,22 +507,65 @@ fn horizontal_portable(axis: &Axis, row: &[u8], out: &mut [u8]) {
 #[target_feature(enable = "avx2")]
 unsafe fn horizontal_avx2(axis: &Axis, row: &[u8], out: &mut [u8]) {
     use std::arch::x86_64::*;
-    for (i, o) in out.iter_mut().enumerate() {
-        let w = &axis.weights[i * axis.taps..(i + 1) * axis.taps];
-        let px = &row[axis.first[i]..axis.first[i] + axis.taps];
+    let taps = axis.taps;
+    assert!(
+        out.len() <= axis.output()
+            && axis.weights.len() >= out.len() * taps
+            && axis.first[..out.len()]
+                .iter()
+                .all(|&f| f + taps <= row.len())
+    );
+    let (weights, pixels) = (axis.weights.as_ptr(), row.as_ptr());
+    // The products of output `i`: 8 i32 that sum to its dot product.
+    let products = |i: usize| {
+        let (w, px) = (
+            weights.wrapping_add(i * taps),
+            pixels.wrapping_add(axis.first[i]),
+        );
         let mut acc = _mm256_setzero_si256();
-        for (p, w) in px.chunks_exact(16).zip(w.chunks_exact(16)) {
-            // SAFETY: 16 bytes and 16 i16 are in bounds (chunks_exact); unaligned loads.
+        for chunk in 0..taps / 16 {
+            // SAFETY: output `i`'s `taps` weights and `taps` samples from its first one are
+            // in bounds (asserted above); unaligned loads.
             let (p, w) = unsafe {
                 (
-                    _mm_loadu_si128(p.as_ptr().cast()),
-                    _mm256_loadu_si256(w.as_ptr().cast()),
+                    _mm_loadu_si128(px.add(16 * chunk).cast()),
+                    _mm256_loadu_si256(w.add(16 * chunk).cast()),
                 )
             };
             // 16 samples widened to i16, multiplied and summed in pairs into 8 i32 (no
             // overflow: 2 * 255 * 2^15 < 2^31).
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepu8_epi16(p), w));
         }
+        acc
+    };
+    // Eight outputs at a time: their products summed by a tree of horizontal adds, lane `k`
+    // of the result output `k`'s dot product; then rounded, shifted and clamped together.
+    let half = _mm256_set1_epi32(1 << (axis.precision - 1));
+    let shift = _mm_cvtsi32_si128(axis.precision as i32);
+    let done = out.len() / 8 * 8;
+    for (block, o) in out[..done].chunks_exact_mut(8).enumerate() {
+        let p: [__m256i; 8] = std::array::from_fn(|k| products(block * 8 + k));
+        let quads = [
+            _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3])),
+            _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7])),
+        ];
+        // Low 128-bit lanes hold the sums of products 0-3 of each output, high ones 4-7.
+        let dots = _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(quads[0], quads[1]),
+            _mm256_permute2x128_si256::<0x31>(quads[0], quads[1]),
+        );
+        let value = _mm256_sra_epi32(_mm256_add_epi32(dots, half), shift);
+        // Saturating packs (the clamp to 0..=255); the packs work per 128-bit lane, so
+        // outputs 0-3 land in bytes 0-3 and outputs 4-7 in bytes 16-19.
+        let words = _mm256_packs_epi32(value, value);
+        let bytes = _mm256_packus_epi16(words, words);
+        let low = _mm_cvtsi128_si32(_mm256_castsi256_si128(bytes)) as u32;
+        let high = _mm_cvtsi128_si32(_mm256_extracti128_si256::<1>(bytes)) as u32;
+        o[..4].copy_from_slice(&low.to_le_bytes());
+        o[4..].copy_from_slice(&high.to_le_bytes());
+    }
+    for (i, o) in out.iter_mut().enumerate().skip(done) {
+        let acc = products(i);
         let s = _mm_add_epi32(
             _mm256_castsi256_si128(acc),
             _mm256_extracti128_si256::<1>(acc),

@@ -135,19 +135,23 @@ impl Resized {
         }
     }
 
-    /// Canonical RGB of pixel `p`.
-    #[inline(always)]
-    fn rgb(&self, p: usize) -> [f32; 3] {
+    /// The canonical image, RGB values in `[0,1]` pixel by pixel.
+    fn canonical(&self) -> Vec<f32> {
         match self {
             // `to_kind(Float) * (1.0 / 255.0)`: the scalar rounded to float.
-            Self::Rgb(rgb) => {
-                std::array::from_fn(|c| f32::from(rgb[p * 3 + c]) * (1.0f64 / 255.0) as f32)
-            }
+            Self::Rgb(rgb) => rgb
+                .iter()
+                .map(|&v| f32::from(v) * (1.0f64 / 255.0) as f32)
+                .collect(),
             Self::Yuv {
                 luma,
                 chroma,
                 convert,
-            } => convert.rgb(luma[p], chroma[2 * p], chroma[2 * p + 1]),
+            } => luma
+                .iter()
+                .zip(chroma.chunks_exact(2))
+                .flat_map(|(&y, c)| convert.rgb(y, c[0], c[1]))
+                .collect(),
         }
     }
 }
@@ -220,11 +224,10 @@ pub fn frames_to_inputs(
     }
     for (i, frame) in frames.iter().enumerate() {
         for &size in &sizes {
-            let resized = Resized::new(frame, size, scaling);
-            let pixels = (size.0 * size.1) as usize;
+            let canonical = Resized::new(frame, size, scaling).canonical();
             for (format, tensor) in formats.iter().zip(&mut tensors) {
                 if format.size == size {
-                    write_image(&resized, pixels, i, format, tensor);
+                    write_image(&canonical, i, format, tensor);
                 }
             }
         }
@@ -239,24 +242,21 @@ pub fn frames_to_inputs(
         .collect())
 }
 
-/// Image `n` of `tensor` (allocated in `format`'s shape and kind) from `resized`.
-fn write_image(
-    resized: &Resized,
-    pixels: usize,
-    n: usize,
-    format: &InputFormat,
-    tensor: &mut Tensor,
-) {
+/// Image `n` of `tensor` (allocated in `format`'s shape and kind) from its canonical RGB
+/// values.
+fn write_image(canonical: &[f32], n: usize, format: &InputFormat, tensor: &mut Tensor) {
+    let values = canonical.len();
+    let pixels = values / 3;
+    let source = [0, 1, 2].map(|c| format.source(c));
     let numel = tensor.numel();
     if format.uint8 {
         // SAFETY: a contiguous uint8 CPU tensor of `numel` elements, just allocated by
         // `frames_to_inputs` and not shared yet.
         let out = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut u8, numel) };
-        for p in 0..pixels {
-            let rgb = resized.rgb(p);
+        for (p, rgb) in canonical.chunks_exact(3).enumerate() {
             for c in 0..3 {
                 // `(x * 255.0).round().clamp(0.0, 255.0).to_kind(Uint8)`.
-                let v = (rgb[format.source(c)] * 255.0).round_ties_even();
+                let v = (rgb[source[c]] * 255.0).round_ties_even();
                 out[format.index(n, p, c)] = v.clamp(0.0, 255.0) as u8;
             }
         }
@@ -265,11 +265,24 @@ fn write_image(
     // SAFETY: a contiguous float CPU tensor of `numel` elements, just allocated by
     // `frames_to_inputs` and not shared yet.
     let out = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut f32, numel) };
-    for p in 0..pixels {
-        let rgb = resized.rgb(p);
-        for c in 0..3 {
-            // `x * scale + offset`, two roundings.
-            out[format.index(n, p, c)] = rgb[format.source(c)] * format.scale[c] + format.offset[c];
+    // `x * scale + offset`, two roundings.
+    let (scale, offset) = (format.scale, format.offset);
+    match format.memory {
+        InputMemory::ChannelsLast | InputMemory::Nhwc => {
+            let image = &mut out[n * values..(n + 1) * values];
+            for (o, rgb) in image.chunks_exact_mut(3).zip(canonical.chunks_exact(3)) {
+                for c in 0..3 {
+                    o[c] = rgb[source[c]] * scale[c] + offset[c];
+                }
+            }
+        }
+        InputMemory::Nchw => {
+            let image = &mut out[n * values..(n + 1) * values];
+            for (c, plane) in image.chunks_exact_mut(pixels).enumerate() {
+                for (o, rgb) in plane.iter_mut().zip(canonical.chunks_exact(3)) {
+                    *o = rgb[source[c]] * scale[c] + offset[c];
+                }
+            }
         }
     }
 }
