@@ -14,7 +14,9 @@
 //! waiting request and then everything else already queued, up to the engine's batch cap,
 //! converts all those frames to one batch, runs M and K once on it and answers each request
 //! with its own slice of the results. N cameras therefore share one copy of the models and
-//! their frames are batched together.
+//! their frames are batched together. A caller that waits for its answer right away
+//! ([`Engine::analyse_here`], sync mode with `pipeline-depth=1`) runs the pass on its own
+//! thread when the engine is idle, without the two thread hand-offs.
 //!
 //! The engine produces the raw [`Analysis`] of a frame (M's class and confidence, the parts K
 //! found); the verdict (Jaccard similarity against the knowledge base, the threshold decision,
@@ -151,6 +153,9 @@ pub struct EngineStats {
     /// Batches taken from the queue and pre-processed while the previous batch was still in
     /// one of the models.
     pub prepared_ahead: u64,
+    /// Passes run on the thread that asked for them, the engine being idle
+    /// ([`Engine::analyse_here`]).
+    pub on_caller: u64,
     /// Time per stage, summed over all batches (queue: over all requests).
     pub stages: StageTimes,
 }
@@ -356,6 +361,9 @@ pub struct Engine {
     key: EngineKey,
     shared: bool,
     jobs: Option<Sender<Request>>,
+    /// The models and the threads of a pass: the worker thread's, or a caller's that finds
+    /// the engine idle ([`Engine::analyse_here`]).
+    core: Arc<Mutex<Worker>>,
     worker: Option<JoinHandle<()>>,
     kb: Arc<KnowledgeBase>,
     calibrated: Thresholds,
@@ -412,14 +420,17 @@ impl Engine {
             threads,
             fork: ForkJoin::new(fork_width).map_err(cannot_start)?,
         };
+        let core = Arc::new(Mutex::new(worker));
+        let worker_core = core.clone();
         let handle = std::thread::Builder::new()
             .name("unmask-engine".into())
-            .spawn(move || worker.run(rx))
+            .spawn(move || Worker::run(&worker_core, rx))
             .map_err(|e| cannot_start(format!("cannot start the engine thread: {e}")))?;
         Ok(Self {
             key,
             shared,
             jobs: Some(jobs),
+            core,
             worker: Some(handle),
             kb,
             calibrated,
@@ -501,12 +512,50 @@ impl Engine {
         jobs.send(request).map_err(|_| SubmitError::Stopped)
     }
 
-    /// Analyses frames and waits for the answer.
+    /// Analyses frames and waits for the answer (on the calling thread when the engine is
+    /// idle, see [`Self::analyse_here`]).
     pub fn analyse(
         &self,
         frames: Vec<Box<dyn FrameSource>>,
     ) -> Result<(Vec<Analysis>, Timing), String> {
-        self.analyse_later(frames)?.wait()
+        self.analyse_here(frames)?.wait()
+    }
+
+    /// Analyses frames on the calling thread when the engine is idle (nothing queued, no
+    /// pass running): a caller that waits for the answer right away then saves the hand-offs
+    /// to the worker thread and back, each a thread wake-up (tens of µs, more on a virtual
+    /// machine whose other core is idle). Otherwise the frames are queued like
+    /// [`Self::analyse_later`]. The answer is collected with [`PendingAnalysis::wait`].
+    pub fn analyse_here(
+        &self,
+        frames: Vec<Box<dyn FrameSource>>,
+    ) -> Result<PendingAnalysis, String> {
+        let idle = self.jobs.as_ref().is_some_and(|j| j.is_empty());
+        let worker = if idle {
+            self.core.try_lock().ok()
+        } else {
+            None
+        };
+        let Some(worker) = worker else {
+            return self.analyse_later(frames);
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let request = Request::new(frames, move |answer, timing| {
+            let _ = tx.send((answer, timing));
+        });
+        let cap = worker.batch_cap.load(Ordering::SeqCst).max(1);
+        // The pass's threads run with one intra-op thread each, without autograd.
+        let caller_threads = tch::get_num_threads();
+        tch::set_num_threads(1);
+        {
+            let _no_grad = tch::no_grad_guard();
+            // Nothing is taken from the queue meanwhile: the worker thread serves it.
+            let next = worker.process(Batch::new(vec![request], cap), None);
+            debug_assert!(next.is_none());
+        }
+        lock(&worker.stats).on_caller += 1;
+        tch::set_num_threads(caller_threads);
+        Ok(PendingAnalysis { answer: rx })
     }
 
     /// Queues frames for analysis (waiting for room in the queue, not for the analysis); the
@@ -669,23 +718,19 @@ impl Batch {
 type Ahead<'a> = (&'a Receiver<Request>, &'a Mutex<Option<Batch>>);
 
 impl Worker {
-    fn run(self, jobs: Receiver<Request>) {
+    /// The worker thread: passes over whatever is queued, until the queue is closed.
+    fn run(core: &Mutex<Worker>, jobs: Receiver<Request>) {
         tch::set_num_threads(1);
         // Inference only: no autograd bookkeeping on this thread.
         let _no_grad = tch::no_grad_guard();
-        let mut next: Option<Batch> = None;
-        loop {
-            let batch = match next.take() {
-                Some(batch) => batch,
-                None => match jobs.recv() {
-                    Ok(first) => {
-                        let cap = self.batch_cap.load(Ordering::SeqCst).max(1);
-                        Batch::new(gather(first, &jobs, cap), cap)
-                    }
-                    Err(_) => break,
-                },
-            };
-            next = self.process(batch, &jobs);
+        while let Ok(first) = jobs.recv() {
+            // Waits while a caller runs a pass of its own (`Engine::analyse_here`).
+            let worker = lock(core);
+            let cap = worker.batch_cap.load(Ordering::SeqCst).max(1);
+            let mut next = Some(Batch::new(gather(first, &jobs, cap), cap));
+            while let Some(batch) = next.take() {
+                next = worker.process(batch, Some(&jobs));
+            }
         }
     }
 
@@ -698,8 +743,8 @@ impl Worker {
     }
 
     /// Analyses a batch and answers its requests; returns the next batch if it was taken from
-    /// the queue (and pre-processed) while this one was in the models.
-    fn process(&self, mut batch: Batch, jobs: &Receiver<Request>) -> Option<Batch> {
+    /// `jobs` (and pre-processed) while this one was in the models.
+    fn process(&self, mut batch: Batch, jobs: Option<&Receiver<Request>>) -> Option<Batch> {
         let cancelled = batch.cancelled.len() as u64;
         for r in std::mem::take(&mut batch.cancelled) {
             let elapsed = r.submitted.elapsed();
@@ -734,7 +779,8 @@ impl Worker {
             };
             if let Some(inputs) = inputs {
                 batches = 1;
-                return self.run_side_by_side(inputs, &mut stages, Some((jobs, &ahead)));
+                let take_next = jobs.map(|jobs| (jobs, &ahead));
+                return self.run_side_by_side(inputs, &mut stages, take_next);
             }
             let mut out = Vec::with_capacity(total);
             for chunk in frames.chunks(cap) {

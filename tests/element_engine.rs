@@ -1,5 +1,6 @@
 //! The shared inference engine: several `unmask` elements on one engine, batches across
-//! streams and formats, cancellation, and the engine's lifetime.
+//! streams and formats, cancellation, passes on the caller's thread, and the engine's
+//! lifetime.
 
 mod common;
 
@@ -488,4 +489,85 @@ fn next_request_prepared_while_the_classifier_runs(per_request: usize) {
         stats.prepared_ahead > 0,
         "no request of {per_request} was prepared ahead: {stats:?}"
     );
+}
+
+#[test]
+fn an_idle_engine_analyses_on_the_calling_thread_and_a_busy_one_queues() {
+    let fx = fixture();
+    let detector = fx.detector();
+    let engine = engine::acquire(
+        &fx.detector_config(),
+        &EngineOptions {
+            threads: 2,
+            batch: 1,
+            shared: false,
+        },
+    )
+    .unwrap();
+    let kb = engine.knowledge().clone();
+    let frame = |i: usize| {
+        Arc::new(owned(
+            SCENES[i % 3],
+            [PixelFormat::Rgbx, PixelFormat::I420][i % 2],
+            64,
+            48,
+            2,
+        ))
+    };
+    let want: Vec<_> = (0..21)
+        .map(|i| {
+            detector
+                .analyse_frames(&[frame(i).as_frame()])
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+    let thresholds = detector.thresholds().clone();
+    let expect = |i: usize, got: &engine::Analysis| {
+        let got = got.verdict(&kb, &thresholds);
+        assert_same_verdict(&got, &want[i], &format!("frame {i}"));
+    };
+    let boxed = |i: usize| vec![Box::new(frame(i)) as Box<dyn FrameSource>];
+
+    // Idle: the pass runs here, and its answer is there when the call returns.
+    let (analyses, _) = engine.analyse_here(boxed(0)).unwrap().wait().unwrap();
+    expect(0, &analyses[0]);
+    assert_eq!(engine.stats().on_caller, 1);
+
+    // Busy: a queued request holds the worker (its answer blocks until released), so the
+    // next one is queued behind it and answered by the worker thread.
+    let (release, released) = crossbeam_channel::bounded::<()>(0);
+    let (held_tx, held) = crossbeam_channel::bounded(1);
+    engine
+        .submit(Request::new(boxed(1), move |answer, _| {
+            held_tx.send(answer).unwrap();
+            released.recv().unwrap();
+        }))
+        .unwrap();
+    let first = held.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+    expect(1, &first[0]);
+    let queued = engine.analyse_here(boxed(2)).unwrap();
+    assert_eq!(
+        engine.stats().on_caller,
+        1,
+        "not run here: the worker was busy"
+    );
+    release.send(()).unwrap();
+    let (analyses, _) = queued.wait().unwrap();
+    expect(2, &analyses[0]);
+
+    // Several threads at once: each gets its own answers, whoever runs the pass.
+    std::thread::scope(|s| {
+        for t in 0..3 {
+            let (engine, expect, boxed) = (&engine, &expect, &boxed);
+            s.spawn(move || {
+                for k in 0..6 {
+                    let i = t * 6 + k;
+                    let (analyses, _) = engine.analyse_here(boxed(i)).unwrap().wait().unwrap();
+                    expect(i, &analyses[0]);
+                }
+            });
+        }
+    });
+    assert_eq!(engine.stats().frames, 2 + 1 + 18);
 }

@@ -448,10 +448,13 @@ impl Unmask {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| self.fail("Analysis failed", &e))?;
                 lock(&self.shared.stats).map += t0.elapsed();
-                let answer = state
-                    .engine
-                    .analyse_later(frames)
-                    .map_err(|e| self.fail("Analysis failed", &e))?;
+                // Waited for at once (depth 1): on this thread if the engine is idle.
+                let answer = if keep == 0 {
+                    state.engine.analyse_here(frames)
+                } else {
+                    state.engine.analyse_later(frames)
+                }
+                .map_err(|e| self.fail("Analysis failed", &e))?;
                 Some(answer)
             } else {
                 None
@@ -718,6 +721,7 @@ impl Unmask {
                 .field("engine-frames", e.frames)
                 .field("engine-largest-batch", e.largest_batch as u32)
                 .field("engine-prepared-ahead", e.prepared_ahead)
+                .field("engine-on-caller", e.on_caller)
                 .field("queue-ns", ns(e.stages.queue))
                 .field("preprocess-ns", ns(e.stages.preprocess))
                 .field("classifier-ns", ns(e.stages.classifier))
@@ -950,7 +954,8 @@ impl ObjectImpl for Unmask {
                         "Counters and per-stage times in nanoseconds, summed: map (buffers), \
                          wait (sync: for the engine), attach (verdicts, metas, messages) and, \
                          for the engine (shared by its users), queue, preprocess, classifier, \
-                         extractor, parts, with its batch counts",
+                         extractor, parts, with its batch counts and the passes run on the \
+                         streaming thread itself (sync mode with pipeline-depth=1, engine idle)",
                     )
                     .read_only()
                     .build(),
