@@ -715,21 +715,9 @@ mod tests {
         ];
         for format in PixelFormat::ALL {
             for color in colors {
-                let planes = rgb_to_format(&rgb, w, h, format, 5);
-                let frame = Frame {
-                    format,
-                    width: w,
-                    height: h,
-                    planes: planes
-                        .iter()
-                        .map(|(d, s)| Plane {
-                            data: d,
-                            stride: *s,
-                        })
-                        .collect(),
-                    color,
-                };
-                let frames = [frame.clone(), frame];
+                let mut owned = OwnedFrame::from_rgb(&rgb, w, h, format, 5);
+                owned.color = color;
+                let frames = [owned.as_frame(), owned.as_frame()];
                 for (size, scaling) in [((64, 64), Scaling::Crop), ((40, 56), Scaling::Stretch)] {
                     let ours = frames_to_images(&frames, size, scaling, Device::Cpu).unwrap();
                     let tensors =
