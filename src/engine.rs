@@ -606,7 +606,8 @@ impl Drop for Engine {
     }
 }
 
-/// The engine's worker thread.
+/// What runs a pass: the models, the threads of a pass and the counters. The worker thread
+/// uses it, or a caller that finds the engine idle ([`Engine::analyse_here`]).
 struct Worker {
     detector: Detector,
     batch_cap: Arc<AtomicUsize>,
