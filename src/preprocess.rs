@@ -104,6 +104,17 @@ pub enum YuvMatrix {
     Bt709,
 }
 
+impl YuvMatrix {
+    /// The factors of `R = Y + rv Cr`, `G = Y - gu Cb - gv Cr`, `B = Y + bu Cb` (Y in
+    /// `[0,1]`, Cb and Cr in `[-0.5,0.5]`): `(rv, gu, gv, bu)`.
+    pub fn coefficients(self) -> (f64, f64, f64, f64) {
+        match self {
+            Self::Bt601 => (1.402, 0.344136, 0.714136, 1.772),
+            Self::Bt709 => (1.5748, 0.187324, 0.468124, 1.8556),
+        }
+    }
+}
+
 /// Colour description of YUV frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct YuvColor {
@@ -426,10 +437,7 @@ fn yuv_to_rgb(y: &Tensor, uv: &Tensor, color: YuvColor) -> Tensor {
         ((y - 16.0) / 219.0, (uv - 128.0) / 224.0)
     };
     let (cb, cr) = (c.narrow(1, 0, 1), c.narrow(1, 1, 1));
-    let (rv, gu, gv, bu) = match color.matrix {
-        YuvMatrix::Bt601 => (1.402, 0.344136, 0.714136, 1.772),
-        YuvMatrix::Bt709 => (1.5748, 0.187324, 0.468124, 1.8556),
-    };
+    let (rv, gu, gv, bu) = color.matrix.coefficients();
     let r = &y + &cr * rv;
     let g = &y - &cb * gu - &cr * gv;
     let b = &y + &cb * bu;

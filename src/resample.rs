@@ -591,13 +591,7 @@ mod tests {
         ow: usize,
         oh: usize,
     ) -> Vec<u8> {
-        let t = Tensor::from_slice(data)
-            .narrow(0, 0, (stride * h) as i64)
-            .view([h as i64, stride as i64])
-            .narrow(1, 0, w as i64)
-            .view([1, 1, h as i64, w as i64]);
-        let out = t.internal_upsample_bilinear2d_aa([oh as i64, ow as i64], false, None, None);
-        Vec::<u8>::try_from(out.contiguous().flatten(0, -1)).unwrap()
+        torch_resize_interleaved(data, stride, 1, &[0], w, h, ow, oh)
     }
 
     fn plane(seed: u64, len: usize) -> Vec<u8> {

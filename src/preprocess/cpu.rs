@@ -9,7 +9,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::{Frame, FrameError, PixelFormat, Scaling, YuvColor, YuvMatrix, source_region};
+use super::{Frame, FrameError, PixelFormat, Scaling, YuvColor, source_region};
 use crate::resample::{resize_interleaved, resize_plane};
 
 /// Memory layout of a model's input tensor.
@@ -169,10 +169,7 @@ struct YuvToRgb {
 
 impl YuvToRgb {
     fn new(color: YuvColor) -> Self {
-        let (rv, gu, gv, bu) = match color.matrix {
-            YuvMatrix::Bt601 => (1.402f64, 0.344136f64, 0.714136f64, 1.772f64),
-            YuvMatrix::Bt709 => (1.5748, 0.187324, 0.468124, 1.8556),
-        };
+        let (rv, gu, gv, bu) = color.matrix.coefficients();
         Self {
             full_range: color.full_range,
             rv: rv as f32,
