@@ -102,6 +102,31 @@ impl Axis {
 }
 
 impl PairedAxis {
+    /// For `outputs` outputs from a row of `row_len` bytes of `bpp`-byte pixels, where each
+    /// group of taps loads `load` bytes from its first pixel: the groups per output, and how
+    /// many outputs (the first ones: `first` does not decrease) read only inside the row.
+    ///
+    /// # Panics
+    /// If there are more outputs than the axis has or fewer weights than they need.
+    fn vectorised(
+        &self,
+        outputs: usize,
+        bpp: usize,
+        load: usize,
+        row_len: usize,
+    ) -> (usize, usize) {
+        let a = &self.axis;
+        let groups = a.taps / self.group;
+        // Per group, `group / 2` pairs of weights repeated 4 times.
+        assert!(outputs <= a.output() && self.pairs.len() >= outputs * groups * self.group * 4);
+        let reach = (a.taps - self.group) * bpp + load;
+        let vectorised = a.first[..outputs]
+            .iter()
+            .take_while(|&&first| first * bpp + reach <= row_len)
+            .count();
+        (groups, vectorised)
+    }
+
     /// [`PairedAxis::new`], kept per thread ([`Kept`]).
     fn cached(input: usize, output: usize, group: usize) -> Rc<Self> {
         PAIRED_AXES.with_borrow_mut(|kept| {
@@ -495,16 +520,9 @@ impl<'a> Interleaved<'a> {
         use std::arch::x86_64::*;
         let a = &axis.axis;
         assert_eq!(axis.group, 4);
-        let groups = a.taps / 4;
         let outputs = out.len() / KEPT;
-        assert!(outputs <= a.output() && axis.pairs.len() >= outputs * groups * 16);
-        // Every group of 4 taps reads 16 bytes from its first pixel: the windows that stay
-        // inside `row` (`first` does not decrease, so they come first) go 4 taps at a time.
-        let reach = (a.taps - 4) * BPP + 16;
-        let vectorised = a.first[..outputs]
-            .iter()
-            .take_while(|&&first| first * BPP + reach <= row.len())
-            .count();
+        // Every group of 4 taps reads 16 bytes from its first pixel.
+        let (groups, vectorised) = axis.vectorised(outputs, BPP, 16, row.len());
         // SAFETY: 32 bytes read from a 32-byte array.
         let shuffle = unsafe { _mm256_loadu_si256(self.pair_shuffle.as_ptr().cast()) };
         let half = _mm_set1_epi32(1 << (a.precision - 1));
@@ -574,16 +592,8 @@ impl<'a> Interleaved<'a> {
         use std::arch::x86_64::*;
         let a = &axis.axis;
         assert_eq!(axis.group, 8);
-        let groups = a.taps / 8;
-        let outputs = out.len() / KEPT;
-        assert!(outputs <= a.output() && axis.pairs.len() >= outputs * groups * 32);
-        // Every group of 8 taps reads 32 bytes from its first pixel: the windows that stay
-        // inside `row` (`first` does not decrease, so they come first) go 8 taps at a time.
-        let reach = (a.taps - 8) * BPP + 32;
-        let vectorised = a.first[..outputs]
-            .iter()
-            .take_while(|&&first| first * BPP + reach <= row.len())
-            .count();
+        // Every group of 8 taps reads 32 bytes from its first pixel.
+        let (groups, vectorised) = axis.vectorised(out.len() / KEPT, BPP, 32, row.len());
         // SAFETY: 64 bytes read from a 64-byte array.
         let permute = unsafe { _mm512_loadu_si512(self.pair_permute.as_ptr().cast()) };
         let zeroed = self.pair_permute_mask;
