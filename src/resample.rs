@@ -307,8 +307,8 @@ pub fn resize_interleaved(
         let mut mid = vec![0u8; rows.len() * samples];
         for (y, out) in rows.clone().zip(mid.chunks_exact_mut(samples)) {
             prefetch_row(data, (y + PREFETCH_ROWS) * stride, row_bytes);
-            // The row and whatever follows it: vector loads of 4 pixels may read a few bytes
-            // past the last one.
+            // The row and whatever follows it: a group's vector load (4 or 8 pixels) may read
+            // up to 16 bytes past the last one (`PairedAxis::vectorised` keeps it inside).
             let rest = &data[y * stride..];
             let row = &rest[..rest.len().min(row_bytes + 16)];
             pixels.horizontal(kernel, &h, row, row_bytes, out);

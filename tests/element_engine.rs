@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use gst::prelude::*;
-use unmask::engine::{self, EngineOptions, FrameSource, Generation, Request};
+use unmask::detector::DetectorConfig;
+use unmask::engine::{self, Engine, EngineOptions, FrameSource, Generation, Request};
 use unmask::preprocess::{OwnedFrame, PixelFormat};
 use unmask::similarity::Thresholds;
 use unmask::testing::{TinyScene, tiny_scene};
@@ -27,6 +28,16 @@ fn engines_of(fx: &Fixture) -> Vec<engine::EngineStatus> {
         .into_iter()
         .filter(|e| e.description.contains(&dir.display().to_string()))
         .collect()
+}
+
+/// A private (not shared) engine for `config`, `threads` wide, batching up to `batch` frames.
+fn private_engine(config: &DetectorConfig, threads: usize, batch: usize) -> Arc<Engine> {
+    let options = EngineOptions {
+        threads,
+        batch,
+        shared: false,
+    };
+    engine::acquire(config, &options).unwrap()
 }
 
 fn owned(scene: TinyScene, format: PixelFormat, w: usize, h: usize, pad: usize) -> OwnedFrame {
@@ -167,15 +178,7 @@ fn two_elements_share_one_engine_and_it_goes_when_both_stop() {
 fn engine_batches_requests_of_mixed_formats_and_sizes_correctly() {
     let fx = fixture();
     let detector = fx.detector();
-    let engine = engine::acquire(
-        &fx.detector_config(),
-        &EngineOptions {
-            threads: 1,
-            batch: 1,
-            shared: false,
-        },
-    )
-    .unwrap();
+    let engine = private_engine(&fx.detector_config(), 1, 1);
     let kb = engine.knowledge().clone();
     let formats = [
         (PixelFormat::Rgb, 64, 48, 0),
@@ -261,15 +264,7 @@ fn engine_batches_requests_of_mixed_formats_and_sizes_correctly() {
 #[test]
 fn cancelled_requests_are_skipped_and_errors_stay_with_their_request() {
     let fx = fixture();
-    let engine = engine::acquire(
-        &fx.detector_config(),
-        &EngineOptions {
-            threads: 1,
-            batch: 1,
-            shared: false,
-        },
-    )
-    .unwrap();
+    let engine = private_engine(&fx.detector_config(), 1, 1);
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let stale = Generation::current(&counter);
     counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -375,15 +370,7 @@ fn a_full_request_queue_refuses_without_blocking_and_answers_what_it_took() {
     // Tens of milliseconds per forward pass (of up to 16 frames): the queue fills far faster
     // than the worker empties it.
     config.classifier = fx.slow_classifier(8);
-    let engine = engine::acquire(
-        &config,
-        &EngineOptions {
-            threads: 1,
-            batch: 1,
-            shared: false,
-        },
-    )
-    .unwrap();
+    let engine = private_engine(&config, 1, 1);
     let frame = Arc::new(owned(TinyScene::CleanRed, PixelFormat::Rgb, 32, 24, 0));
     let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (mut queued, mut refused) = (0usize, 0usize);
@@ -430,15 +417,7 @@ fn next_request_prepared_while_the_classifier_runs(per_request: usize) {
     // runs and takes the next request from the queue.
     let mut config = fx.detector_config();
     config.classifier = fx.slow_classifier(12);
-    let engine = engine::acquire(
-        &config,
-        &EngineOptions {
-            threads: 2,
-            batch: per_request,
-            shared: false,
-        },
-    )
-    .unwrap();
+    let engine = private_engine(&config, 2, per_request);
     let kb = engine.knowledge().clone();
     let formats = [
         (PixelFormat::Bgrx, 64, 48),
@@ -495,15 +474,7 @@ fn next_request_prepared_while_the_classifier_runs(per_request: usize) {
 fn an_idle_engine_analyses_on_the_calling_thread_and_a_busy_one_queues() {
     let fx = fixture();
     let detector = fx.detector();
-    let engine = engine::acquire(
-        &fx.detector_config(),
-        &EngineOptions {
-            threads: 2,
-            batch: 1,
-            shared: false,
-        },
-    )
-    .unwrap();
+    let engine = private_engine(&fx.detector_config(), 2, 1);
     let kb = engine.knowledge().clone();
     let frame = |i: usize| {
         Arc::new(owned(
