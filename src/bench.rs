@@ -480,7 +480,7 @@ impl FloorBench {
             self.detector.classifier().model().module(),
             self.detector.extractor().model().module(),
         );
-        let fork = crate::engine::ForkJoin::new(self.threads).expect("fork-join threads");
+        let fork = crate::fork_join::ForkJoin::new(self.threads).expect("fork-join threads");
         let (batch, threads) = (self.batch, self.threads);
         let (m_in, k_in) = (&self.m_in, &self.k_in);
         if shares {

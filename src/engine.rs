@@ -36,6 +36,7 @@ use tch::{Device, Tensor};
 
 use crate::detector::{Detector, DetectorConfig, DetectorError, calibrated_thresholds};
 use crate::device::{device_name, parse_device};
+use crate::fork_join::ForkJoin;
 use crate::knowledge::KnowledgeBase;
 use crate::partset::PartSet;
 use crate::preprocess::{Frame, Scaling};
@@ -526,6 +527,9 @@ impl Engine {
     /// to the worker thread and back, each a thread wake-up (tens of µs, more on a virtual
     /// machine whose other core is idle). Otherwise the frames are queued like
     /// [`Self::analyse_later`]. The answer is collected with [`PendingAnalysis::wait`].
+    ///
+    /// A thread that runs a pass here keeps one libtorch intra-op thread afterwards (changing
+    /// the count empties its cache of oneDNN convolutions, see [`keep_one_intra_op_thread`]).
     pub fn analyse_here(
         &self,
         frames: Vec<Box<dyn FrameSource>>,
@@ -545,8 +549,7 @@ impl Engine {
         });
         let cap = worker.batch_cap.load(Ordering::SeqCst).max(1);
         // The pass's threads run with one intra-op thread each, without autograd.
-        let caller_threads = tch::get_num_threads();
-        tch::set_num_threads(1);
+        keep_one_intra_op_thread();
         {
             let _no_grad = tch::no_grad_guard();
             // Nothing is taken from the queue meanwhile: the worker thread serves it.
@@ -554,7 +557,6 @@ impl Engine {
             debug_assert!(next.is_none());
         }
         lock(&worker.stats).on_caller += 1;
-        tch::set_num_threads(caller_threads);
         Ok(PendingAnalysis { answer: rx })
     }
 
@@ -570,6 +572,18 @@ impl Engine {
         }))
         .map_err(|e| e.to_string())?;
         Ok(PendingAnalysis { answer: rx })
+    }
+}
+
+/// Gives the calling thread one libtorch intra-op thread and leaves it so: a thread that runs
+/// passes with [`Engine::analyse_here`] (a streaming thread) is not set back after each one.
+/// Every change of the count (`at::set_num_threads`) also empties the thread's cache of
+/// oneDNN convolutions, so that M's next forward pass builds them all again: setting 1 and
+/// restoring 2 around each pass made M 0.5-1.1 ms slower a pass (4.2-5.1 ms) on the
+/// shipped models.
+fn keep_one_intra_op_thread() {
+    if tch::get_num_threads() != 1 {
+        tch::set_num_threads(1);
     }
 }
 
@@ -1117,66 +1131,4 @@ pub fn runs_side_by_side(threads: usize, frames: usize) -> bool {
         threads
     };
     threads >= 2 && frames > 0 && frames < shares_from
-}
-
-/// Runs groups of jobs at the same time on persistent threads: the caller's thread and
-/// `width - 1` pool threads, each with a single libtorch intra-op thread and (on the pool)
-/// without autograd.
-///
-/// Parallelism at the level of whole forward passes (or whole batches): no fine-grained
-/// barriers between threads, so a core taken by another process slows one job down instead
-/// of stalling every operator of every job (which is what libtorch's OpenMP intra-op
-/// parallelism does on a busy machine). The threads live as long as the pool, so a frame
-/// costs no thread start.
-pub struct ForkJoin {
-    pool: Option<rayon::ThreadPool>,
-}
-
-impl ForkJoin {
-    /// A pool for up to `width` jobs at once (`width <= 1`: no threads, jobs run in turn).
-    pub fn new(width: usize) -> Result<Self, String> {
-        let helpers = width.saturating_sub(1);
-        let pool = (helpers > 0)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(helpers)
-                    .thread_name(|i| format!("unmask-fork-{i}"))
-                    .start_handler(|_| tch::set_num_threads(1))
-                    .build()
-                    .map_err(|e| format!("cannot start {helpers} worker threads: {e}"))
-            })
-            .transpose()?;
-        Ok(Self { pool })
-    }
-
-    /// Runs `jobs` at once, the first on the current thread; returns their results in order.
-    /// A panicking job panics here once all have finished.
-    pub fn run<'a, R: Send + 'a>(&self, jobs: Vec<impl FnOnce() -> R + Send + 'a>) -> Vec<R> {
-        let mut jobs = jobs.into_iter();
-        let Some(first) = jobs.next() else {
-            return Vec::new();
-        };
-        let Some(pool) = &self.pool else {
-            return std::iter::once(first()).chain(jobs.map(|j| j())).collect();
-        };
-        let rest: Vec<_> = jobs.collect();
-        let mut slots: Vec<Option<R>> = rest.iter().map(|_| None).collect();
-        let mut head = None;
-        pool.in_place_scope(|scope| {
-            for (job, slot) in rest.into_iter().zip(slots.iter_mut()) {
-                scope.spawn(move |_| {
-                    let _no_grad = tch::no_grad_guard();
-                    *slot = Some(job());
-                });
-            }
-            head = Some(first());
-        });
-        head.into_iter()
-            .chain(
-                slots
-                    .into_iter()
-                    .map(|r| r.expect("the scope ran every job")),
-            )
-            .collect()
-    }
 }

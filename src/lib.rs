@@ -15,6 +15,7 @@ pub mod device;
 pub mod elements;
 pub mod engine;
 pub mod eval;
+pub mod fork_join;
 pub mod gstlog;
 pub mod knowledge;
 pub mod meta;
