@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
 use crate::device::{DeviceError, parse_device};
+use crate::fork_join::ForkJoin;
 use crate::knowledge::{KnowledgeBase, KnowledgeError};
-use crate::model::{Classifier, ModelError, PartExtractor, prepare_frames};
+use crate::model::{Classifier, ModelError, PartExtractor, prepare_frames_on};
 use crate::modelinfo::PartOutput;
 use crate::partset::PartSet;
 use crate::preprocess::{Frame, FrameError, Scaling};
@@ -383,8 +384,18 @@ impl Detector {
     /// The inputs of M and of K for video frames ([`crate::model::Model::prepare_frames`]):
     /// each model gets a tensor of its own.
     pub fn model_inputs(&self, frames: &[Frame<'_>]) -> Result<(Tensor, Tensor), DetectorError> {
+        self.model_inputs_on(frames, None)
+    }
+
+    /// [`Self::model_inputs`], on the CPU with each frame's resize in bands over the threads
+    /// of `fork` (if given; not from inside one of its jobs).
+    pub fn model_inputs_on(
+        &self,
+        frames: &[Frame<'_>],
+        fork: Option<&ForkJoin>,
+    ) -> Result<(Tensor, Tensor), DetectorError> {
         let models = [self.classifier.model(), self.extractor.model()];
-        let mut inputs = prepare_frames(&models, frames, self.scaling)?;
+        let mut inputs = prepare_frames_on(&models, frames, self.scaling, fork)?;
         let k = inputs.pop().expect("two models, two inputs");
         let m = inputs.pop().expect("two models, two inputs");
         Ok((m, k))

@@ -910,9 +910,10 @@ impl Worker {
         self.run_side_by_side(inputs, stages, None)
     }
 
-    /// The inputs of M and K for `frames`, the frames in shares over the pass's threads: a
-    /// pass that was not prepared ahead waits for them, so every core helps.
-    /// `stages.preprocess` gets the threads' time added up.
+    /// The inputs of M and K for `frames`, the frames in shares over the pass's threads (one
+    /// frame: its resize in bands of rows): a pass that was not prepared ahead waits for
+    /// them, so every core helps. `stages.preprocess` gets the threads' time added up (the
+    /// wall time for one frame).
     fn inputs_in_shares(
         &self,
         frames: &[Frame<'_>],
@@ -921,8 +922,13 @@ impl Worker {
         let d = SharedDetector(&self.detector);
         let width = self.threads.min(frames.len());
         if width < 2 {
+            // One frame: its resize in bands of rows over the pass's threads.
+            let fork = (self.threads >= 2).then_some(&self.fork);
             let t0 = Instant::now();
-            let inputs = d.inputs(frames);
+            let inputs = self
+                .detector
+                .model_inputs_on(frames, fork)
+                .map_err(|e| e.to_string());
             stages.preprocess += t0.elapsed();
             return inputs;
         }

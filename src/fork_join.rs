@@ -109,7 +109,7 @@ impl Slot {
 /// costs no thread start, and they spin between passes (see the module documentation).
 pub struct ForkJoin {
     helpers: Vec<(Arc<Slot>, JoinHandle<()>)>,
-    /// One `run` at a time (the helpers' slots hold one group of jobs).
+    /// Held by the `run` under way (the helpers' slots hold one group of jobs).
     running: Mutex<()>,
 }
 
@@ -143,14 +143,25 @@ impl ForkJoin {
         })
     }
 
+    /// How many jobs run at once: the caller's thread and the helpers.
+    pub fn width(&self) -> usize {
+        self.helpers.len() + 1
+    }
+
     /// Runs `jobs` at once, the first on the current thread (the others spread over the
     /// helpers, in turn where there are more jobs than threads); returns their results in
-    /// order. A panicking job panics here once all have finished.
+    /// order. A panicking job panics here once all have finished. While another `run` is
+    /// under way (on another thread, or from inside one of its jobs) the jobs run in turn on
+    /// the current thread.
     pub fn run<'a, R: Send + 'a>(&self, jobs: Vec<impl FnOnce() -> R + Send + 'a>) -> Vec<R> {
-        if self.helpers.is_empty() || jobs.len() < 2 {
+        let running = match self.running.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if running.is_none() || self.helpers.is_empty() || jobs.len() < 2 {
             return jobs.into_iter().map(|j| j()).collect();
         }
-        let _running = lock(&self.running);
         let mut results: Vec<Option<R>> = jobs.iter().map(|_| None).collect();
         let mut jobs = jobs.into_iter();
         let first = jobs.next().expect("at least two jobs");
@@ -279,6 +290,16 @@ mod tests {
             }]);
             assert_ne!(ids[0], ids[1]);
         }
+    }
+
+    #[test]
+    fn a_run_from_inside_a_job_runs_its_jobs_in_turn() {
+        let fork = ForkJoin::new(2).expect("threads");
+        let inner = fork.run(vec![
+            Box::new(|| fork.run(vec![|| 1, || 2])) as Box<dyn FnOnce() -> Vec<i32> + Send>,
+            Box::new(|| fork.run(vec![|| 3, || 4])),
+        ]);
+        assert_eq!(inner, vec![vec![1, 2], vec![3, 4]]);
     }
 
     #[test]

@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 
 use tch::{CModule, Device, Kind, Tensor};
 
+use crate::fork_join::ForkJoin;
 use crate::modelinfo::{Layout, ModelInfo, ModelInfoError, PartOutput, Role, TensorType};
 use crate::partset::PartSet;
 use crate::preprocess::{
-    Frame, FrameError, InputFormat, InputMemory, Scaling, frames_to_images, frames_to_inputs,
+    Frame, FrameError, InputFormat, InputMemory, Scaling, frames_to_images, frames_to_inputs_on,
 };
 
 /// A model that cannot be used, naming the file.
@@ -396,12 +397,23 @@ pub fn prepare_frames(
     frames: &[Frame<'_>],
     scaling: Scaling,
 ) -> Result<Vec<Tensor>, FrameError> {
+    prepare_frames_on(models, frames, scaling, None)
+}
+
+/// [`prepare_frames`], on the CPU with each frame's resize in bands over the threads of
+/// `fork` (if given).
+pub fn prepare_frames_on(
+    models: &[&Model],
+    frames: &[Frame<'_>],
+    scaling: Scaling,
+    fork: Option<&ForkJoin>,
+) -> Result<Vec<Tensor>, FrameError> {
     let Some(device) = models.first().map(|m| m.device) else {
         return Ok(Vec::new());
     };
     if device == Device::Cpu {
         let formats: Vec<InputFormat> = models.iter().map(|m| m.input_format()).collect();
-        return frames_to_inputs(frames, &formats, scaling);
+        return frames_to_inputs_on(frames, &formats, scaling, fork);
     }
     models
         .iter()

@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor};
 
 mod cpu;
 
-pub use cpu::{InputFormat, InputMemory, frames_to_inputs};
+pub use cpu::{InputFormat, InputMemory, frames_to_inputs, frames_to_inputs_on};
 
 /// Pixel formats understood by the pre-processor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -733,6 +733,49 @@ mod tests {
                     assert_eq!(ours.size(), tensors.size());
                     let differ = ours.ne_tensor(&tensors).sum(Kind::Int64).int64_value(&[]);
                     assert_eq!(differ, 0, "{format:?} {color:?} {size:?} {scaling:?}");
+                }
+            }
+        }
+    }
+
+    /// One frame resized in bands of rows over two or three threads gives the inputs of the
+    /// whole resize, bit for bit, for every format and for float and uint8, NCHW and
+    /// channels-last inputs of different sizes.
+    #[test]
+    fn inputs_resized_in_bands_equal_the_whole_resize() {
+        let (w, h) = (321, 239);
+        let rgb = gradient(w, h);
+        let formats = [
+            InputFormat {
+                size: (64, 64),
+                scale: [4.0, 3.0, 2.0],
+                offset: [-2.0, -1.5, -1.0],
+                bgr: false,
+                uint8: false,
+                memory: InputMemory::ChannelsLast,
+            },
+            InputFormat {
+                size: (41, 30),
+                scale: [1.0; 3],
+                offset: [0.0; 3],
+                bgr: true,
+                uint8: true,
+                memory: InputMemory::Nchw,
+            },
+        ];
+        for threads in [2, 3] {
+            let fork = crate::fork_join::ForkJoin::new(threads).expect("threads");
+            for format in PixelFormat::ALL {
+                let owned = OwnedFrame::from_rgb(&rgb, w, h, format, 5);
+                let frames = [owned.as_frame()];
+                let whole = frames_to_inputs(&frames, &formats, Scaling::Crop).unwrap();
+                let banded =
+                    frames_to_inputs_on(&frames, &formats, Scaling::Crop, Some(&fork)).unwrap();
+                for (a, b) in whole.iter().zip(&banded) {
+                    assert_eq!(a.size(), b.size());
+                    assert_eq!(a.stride(), b.stride());
+                    let differ = a.ne_tensor(b).sum(Kind::Int64).int64_value(&[]);
+                    assert_eq!(differ, 0, "{format:?}, {threads} threads");
                 }
             }
         }

@@ -18,6 +18,7 @@
 //! Tests compare it with libtorch on many sizes, bit for bit.
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::rc::Rc;
 
 /// What an [`Axis`] is built from: input and output sizes, tap multiple, fitted windows.
@@ -242,6 +243,17 @@ pub fn resize_plane(
     resize_interleaved(data, stride, 1, &[0], size, out_size)
 }
 
+/// The output rows `out_rows` of [`resize_plane`] (see [`resize_interleaved_rows`]).
+pub fn resize_plane_rows(
+    data: &[u8],
+    stride: usize,
+    size: (usize, usize),
+    out_size: (usize, usize),
+    out_rows: Range<usize>,
+) -> Vec<u8> {
+    resize_interleaved_rows(data, stride, 1, &[0], size, out_size, out_rows)
+}
+
 /// Resizes a `width x height` plane of interleaved pixels (`bpp` bytes each, `stride` bytes
 /// per row) to `out_w x out_h`, keeping the channels at byte offsets `channels` (1 to 4 of
 /// them, in that order): `out_h` rows of `out_w` pixels of `channels.len()` bytes. Each
@@ -255,9 +267,30 @@ pub fn resize_interleaved(
     stride: usize,
     bpp: usize,
     channels: &[usize],
+    size: (usize, usize),
+    out_size: (usize, usize),
+) -> Vec<u8> {
+    resize_interleaved_rows(data, stride, bpp, channels, size, out_size, 0..out_size.1)
+}
+
+/// The output rows `out_rows` of [`resize_interleaved`] (the same bytes), reading only the
+/// input rows they need: bands of one image can be resized on several threads.
+///
+/// # Panics
+/// As [`resize_interleaved`], or if `out_rows` is empty or ends past `out_h`.
+pub fn resize_interleaved_rows(
+    data: &[u8],
+    stride: usize,
+    bpp: usize,
+    channels: &[usize],
     (width, height): (usize, usize),
     (out_w, out_h): (usize, usize),
+    out_rows: Range<usize>,
 ) -> Vec<u8> {
+    assert!(
+        !out_rows.is_empty() && out_rows.end <= out_h,
+        "rows {out_rows:?} of {out_h}"
+    );
     assert!(
         width > 0 && height > 0 && out_w > 0 && out_h > 0,
         "empty plane"
@@ -277,14 +310,15 @@ pub fn resize_interleaved(
     let vertical = (out_h != height).then(|| Axis::cached(height, out_h, 1, false));
     let rows = match &vertical {
         Some(v) => {
-            let lo = v.first.iter().copied().min().unwrap_or(0);
-            let hi = (0..v.output())
+            let lo = out_rows.clone().map(|i| v.first[i]).min().unwrap_or(0);
+            let hi = out_rows
+                .clone()
                 .map(|i| v.first[i] + taps_used(v, i))
                 .max()
                 .unwrap_or(0);
             lo..hi.max(lo)
         }
-        None => 0..height,
+        None => out_rows.clone(),
     };
     let samples = out_w * channels.len();
     let mid: Vec<u8> = if out_w == width {
@@ -318,8 +352,8 @@ pub fn resize_interleaved(
     let Some(v) = vertical else {
         return mid;
     };
-    let mut out = vec![0u8; samples * out_h];
-    for (i, out_row) in out.chunks_exact_mut(samples).enumerate() {
+    let mut out = vec![0u8; samples * out_rows.len()];
+    for (i, out_row) in out_rows.zip(out.chunks_exact_mut(samples)) {
         let taps = taps_used(&v, i);
         let start = (v.first[i] - rows.start) * samples;
         let window = &mid[start..start + taps * samples];
@@ -1076,6 +1110,53 @@ mod tests {
                     assert_eq!(
                         a, b,
                         "{kernel:?}, {bpp}-byte pixels, channels {channels:?}, {input} -> {output}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Bands of output rows, resized alone (each reading only its input rows), are the rows
+    /// of the whole resize: shrinking, enlarging and keeping the height, 1 to 4 channels.
+    #[test]
+    fn bands_of_rows_are_the_rows_of_the_whole_image() {
+        for (bpp, channels) in [
+            (1, &[0][..]),
+            (2, &[0, 1]),
+            (3, &[0, 1, 2]),
+            (4, &[2, 1, 0]),
+        ] {
+            for ((w, h), (ow, oh)) in [
+                ((480, 480), (64, 64)),
+                ((37, 23), (64, 41)),
+                ((90, 17), (30, 17)),
+            ] {
+                let stride = w * bpp + 5;
+                let data = plane((w * h) as u64, stride * h);
+                let whole = resize_interleaved(&data, stride, bpp, channels, (w, h), (ow, oh));
+                let row = ow * channels.len();
+                for bands in [2, 3, 7] {
+                    let mut joined = Vec::new();
+                    for b in 0..bands {
+                        let rows = oh * b / bands..oh * (b + 1) / bands;
+                        if rows.is_empty() {
+                            continue;
+                        }
+                        let band = resize_interleaved_rows(
+                            &data,
+                            stride,
+                            bpp,
+                            channels,
+                            (w, h),
+                            (ow, oh),
+                            rows.clone(),
+                        );
+                        assert_eq!(band.len(), rows.len() * row);
+                        joined.extend(band);
+                    }
+                    assert_eq!(
+                        joined, whole,
+                        "{bpp}-byte pixels, {w}x{h} -> {ow}x{oh}, {bands} bands"
                     );
                 }
             }

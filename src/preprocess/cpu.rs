@@ -7,10 +7,13 @@
 //! path's ([`super::planes_to_images`], [`crate::model::Model::prepare`]), operation for
 //! operation, so the results are the same to the bit.
 
+use std::ops::Range;
+
 use tch::{Device, Kind, Tensor};
 
 use super::{Frame, FrameError, PixelFormat, Scaling, YuvColor, source_region};
-use crate::resample::{resize_interleaved, resize_plane};
+use crate::fork_join::ForkJoin;
+use crate::resample::{resize_interleaved_rows, resize_plane_rows};
 
 /// Memory layout of a model's input tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +84,8 @@ impl InputFormat {
     }
 }
 
-/// One frame cropped and resized to a model's input size, still 8-bit.
+/// One frame (or a band of its rows) cropped and resized to a model's input size, still
+/// 8-bit.
 enum Resized {
     /// RGB, 3 bytes a pixel.
     Rgb(Vec<u8>),
@@ -96,6 +100,27 @@ enum Resized {
 impl Resized {
     /// `frame` (validated) cropped as `scaling` says and resized to `size`.
     fn new(frame: &Frame<'_>, size: (i64, i64), scaling: Scaling) -> Self {
+        Self::rows(frame, size, scaling, 0..size.0 as usize)
+    }
+
+    /// The resized frame of [`Self::new`] in `bands` bands of rows, each resized by a job
+    /// of `fork` (at once), joined.
+    fn in_bands(frame: &Frame<'_>, size: (i64, i64), scaling: Scaling, fork: &ForkJoin) -> Self {
+        let height = size.0 as usize;
+        let bands = fork.width().clamp(1, height);
+        let jobs: Vec<_> = (0..bands)
+            .map(|b| {
+                let rows = height * b / bands..height * (b + 1) / bands;
+                move || Self::rows(frame, size, scaling, rows)
+            })
+            .collect();
+        let mut bands = fork.run(jobs).into_iter();
+        let first = bands.next().expect("at least one band");
+        bands.fold(first, Self::append)
+    }
+
+    /// The output rows `out_rows` of [`Self::new`].
+    fn rows(frame: &Frame<'_>, size: (i64, i64), scaling: Scaling, rows: Range<usize>) -> Self {
         let out = (size.1 as usize, size.0 as usize);
         let (x0, y0, cw, ch) = source_region(frame.width, frame.height, size, scaling);
         // The crop of plane `i` subsampled by `sub`: its bytes from the first pixel on.
@@ -110,28 +135,61 @@ impl Resized {
         };
         if let Some((bpp, rgb)) = frame.format.packed_layout() {
             let (data, stride, size) = crop(0, 1, bpp);
-            return Self::Rgb(resize_interleaved(data, stride, bpp, &rgb, size, out));
+            return Self::Rgb(resize_interleaved_rows(
+                data, stride, bpp, &rgb, size, out, rows,
+            ));
         }
         let (data, stride, size) = crop(0, 1, 1);
-        let luma = resize_plane(data, stride, size, out);
+        let luma = resize_plane_rows(data, stride, size, out, rows.clone());
         let chroma = match frame.format {
             PixelFormat::I420 => {
                 let ((u, us, size), (v, vs, _)) = (crop(1, 2, 1), crop(2, 2, 1));
                 let (u, v) = (
-                    resize_plane(u, us, size, out),
-                    resize_plane(v, vs, size, out),
+                    resize_plane_rows(u, us, size, out, rows.clone()),
+                    resize_plane_rows(v, vs, size, out, rows),
                 );
                 u.iter().zip(&v).flat_map(|(&u, &v)| [u, v]).collect()
             }
             _ => {
                 let (data, stride, size) = crop(1, 2, 2);
-                resize_interleaved(data, stride, 2, &[0, 1], size, out)
+                resize_interleaved_rows(data, stride, 2, &[0, 1], size, out, rows)
             }
         };
         Self::Yuv {
             luma,
             chroma,
             convert: YuvToRgb::new(frame.color),
+        }
+    }
+
+    /// `self` with the rows of `below` after its own.
+    fn append(self, below: Self) -> Self {
+        match (self, below) {
+            (Self::Rgb(mut rgb), Self::Rgb(more)) => {
+                rgb.extend(more);
+                Self::Rgb(rgb)
+            }
+            (
+                Self::Yuv {
+                    mut luma,
+                    mut chroma,
+                    convert,
+                },
+                Self::Yuv {
+                    luma: more_luma,
+                    chroma: more_chroma,
+                    ..
+                },
+            ) => {
+                luma.extend(more_luma);
+                chroma.extend(more_chroma);
+                Self::Yuv {
+                    luma,
+                    chroma,
+                    convert,
+                }
+            }
+            _ => unreachable!("bands of one frame have one layout"),
         }
     }
 
@@ -205,6 +263,17 @@ pub fn frames_to_inputs(
     formats: &[InputFormat],
     scaling: Scaling,
 ) -> Result<Vec<Tensor>, FrameError> {
+    frames_to_inputs_on(frames, formats, scaling, None)
+}
+
+/// [`frames_to_inputs`], with each frame's resize in bands of rows over the threads of
+/// `fork` if there is one (the same values: bands are resized as the whole image is).
+pub fn frames_to_inputs_on(
+    frames: &[Frame<'_>],
+    formats: &[InputFormat],
+    scaling: Scaling,
+    fork: Option<&ForkJoin>,
+) -> Result<Vec<Tensor>, FrameError> {
     for f in frames {
         f.validate()?;
     }
@@ -221,7 +290,11 @@ pub fn frames_to_inputs(
     }
     for (i, frame) in frames.iter().enumerate() {
         for &size in &sizes {
-            let canonical = Resized::new(frame, size, scaling).canonical();
+            let resized = match fork {
+                Some(fork) => Resized::in_bands(frame, size, scaling, fork),
+                None => Resized::new(frame, size, scaling),
+            };
+            let canonical = resized.canonical();
             for (format, tensor) in formats.iter().zip(&mut tensors) {
                 if format.size == size {
                     write_image(&canonical, i, format, tensor);
