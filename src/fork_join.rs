@@ -100,7 +100,8 @@ impl Slot {
 }
 
 /// Runs groups of jobs at the same time: the caller's thread and `width - 1` persistent
-/// helper threads, each with a single libtorch intra-op thread and without autograd.
+/// helper threads (each helper with a single libtorch intra-op thread and without autograd;
+/// the caller sets up its own thread).
 ///
 /// Parallelism at the level of whole forward passes (or whole batches): no fine-grained
 /// barriers between threads, so a core taken by another process slows one job down instead
