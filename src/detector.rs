@@ -388,7 +388,7 @@ impl Detector {
     }
 
     /// [`Self::model_inputs`], on the CPU with each frame's resize in bands over the threads
-    /// of `fork` (if given; not from inside one of its jobs).
+    /// of `fork` (if given; called from inside one of its jobs, the bands run in turn).
     pub fn model_inputs_on(
         &self,
         frames: &[Frame<'_>],

@@ -925,10 +925,7 @@ impl Worker {
             // One frame: its resize in bands of rows over the pass's threads.
             let fork = (self.threads >= 2).then_some(&self.fork);
             let t0 = Instant::now();
-            let inputs = self
-                .detector
-                .model_inputs_on(frames, fork)
-                .map_err(|e| e.to_string());
+            let inputs = d.inputs(frames, fork);
             stages.preprocess += t0.elapsed();
             return inputs;
         }
@@ -937,7 +934,7 @@ impl Worker {
             .map(|share| {
                 move || {
                     let t0 = Instant::now();
-                    let inputs = d.inputs(share);
+                    let inputs = d.inputs(share, None);
                     (inputs, t0.elapsed())
                 }
             })
@@ -1064,9 +1061,16 @@ impl SharedDetector<'_> {
         self.0.parts_from_channels(&self.0.extractor().decide(out))
     }
 
-    /// The inputs of M and K for `frames`.
-    fn inputs(&self, frames: &[Frame<'_>]) -> Result<(Tensor, Tensor), String> {
-        self.0.model_inputs(frames).map_err(|e| e.to_string())
+    /// The inputs of M and K for `frames` (each frame's resize in bands over the threads of
+    /// `fork`, if given).
+    fn inputs(
+        &self,
+        frames: &[Frame<'_>],
+        fork: Option<&ForkJoin>,
+    ) -> Result<(Tensor, Tensor), String> {
+        self.0
+            .model_inputs_on(frames, fork)
+            .map_err(|e| e.to_string())
     }
 
     /// A batch of `requests`, pre-processed if it will run side by side.
@@ -1075,7 +1079,7 @@ impl SharedDetector<'_> {
         if Worker::side_by_side(self.0, threads, batch.frames) {
             let t0 = Instant::now();
             let (frames, _) = batch.frames();
-            let inputs = self.inputs(&frames);
+            let inputs = self.inputs(&frames, None);
             drop(frames);
             batch.stages.preprocess += t0.elapsed();
             batch.inputs = Some(inputs);
@@ -1096,7 +1100,7 @@ impl SharedDetector<'_> {
             }
         };
         let t0 = Instant::now();
-        let (m_input, k_input) = self.inputs(frames)?;
+        let (m_input, k_input) = self.inputs(frames, None)?;
         sync(d.device());
         let t1 = Instant::now();
         let predictions = self.predict(&m_input)?;

@@ -185,8 +185,7 @@ impl ForkJoin {
             slot.state.store(GIVEN, Ordering::Release);
             handle.thread().unpark();
         }
-        let head_panic = catch_unwind(AssertUnwindSafe(|| *head = Some(first()))).err();
-        let mut panic = head_panic;
+        let mut panic = catch_unwind(AssertUnwindSafe(|| *head = Some(first()))).err();
         for ((slot, _), _) in self.helpers.iter().zip(&given).filter(|(_, g)| **g) {
             wait_until(|| slot.state.load(Ordering::Acquire) == DONE);
             slot.state.store(IDLE, Ordering::Release);

@@ -103,8 +103,8 @@ impl Resized {
         Self::rows(frame, size, scaling, 0..size.0 as usize)
     }
 
-    /// The resized frame of [`Self::new`] in `bands` bands of rows, each resized by a job
-    /// of `fork` (at once), joined.
+    /// The resized frame of [`Self::new`], made as one band of rows per thread of `fork`
+    /// (each band resized by one of its jobs, at once) and the bands joined in order.
     fn in_bands(frame: &Frame<'_>, size: (i64, i64), scaling: Scaling, fork: &ForkJoin) -> Self {
         let height = size.0 as usize;
         let bands = fork.width().clamp(1, height);
