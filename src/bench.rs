@@ -394,16 +394,39 @@ struct FloorBench {
     threads: usize,
 }
 
+/// M's and K's inputs for `batch` frames of `set` (cycled), made as the element makes them;
+/// random images without a set. Real frames matter: they drive the models through other
+/// values than random images do (subnormal floats among them, see [`crate::denormals`]).
+fn model_inputs(
+    detector: &Detector,
+    batch: usize,
+    set: Option<&FrameSet>,
+) -> anyhow::Result<(Tensor, Tensor)> {
+    let _guard = tch::no_grad_guard();
+    if let Some(set) = set.filter(|s| !s.frames.is_empty()) {
+        let frames: Vec<_> = (0..batch)
+            .map(|i| set.frames[i % set.frames.len()].as_frame())
+            .collect();
+        return Ok(detector.model_inputs(&frames)?);
+    }
+    let (h, w) = detector.classifier().model().input_size();
+    tch::manual_seed(0);
+    let images = Tensor::rand([batch as i64, 3, h, w], (Kind::Float, detector.device()));
+    Ok((
+        detector.classifier().model().prepare(&images),
+        detector.extractor().model().prepare(&images),
+    ))
+}
+
 impl FloorBench {
-    fn new(config: &DetectorConfig, batch: usize, threads: usize) -> anyhow::Result<Self> {
+    fn new(
+        config: &DetectorConfig,
+        batch: usize,
+        threads: usize,
+        set: Option<&FrameSet>,
+    ) -> anyhow::Result<Self> {
         let detector = Detector::load(config)?;
-        let device = detector.device();
-        let (h, w) = detector.classifier().model().input_size();
-        let _guard = tch::no_grad_guard();
-        tch::manual_seed(0);
-        let images = Tensor::rand([batch as i64, 3, h, w], (Kind::Float, device));
-        let m_in = detector.classifier().model().prepare(&images);
-        let k_in = detector.extractor().model().prepare(&images);
+        let (m_in, k_in) = model_inputs(&detector, batch, set)?;
         Ok(Self {
             detector,
             m_in,
@@ -493,8 +516,8 @@ impl FloorBench {
                         let (mi, ki) = (m_in.narrow(0, start, len), k_in.narrow(0, start, len));
                         move || {
                             let s = shared;
-                            let _ = s.0.forward_ts(&[mi]).expect("M");
-                            let _ = s.1.forward_ts(&[ki]).expect("K");
+                            s.forward_m(mi);
+                            s.forward_k(ki);
                         }
                     })
                     .collect();
@@ -505,12 +528,8 @@ impl FloorBench {
                 let (mi, ki) = (m_in.shallow_clone(), k_in.shallow_clone());
                 let s = shared;
                 let jobs: Vec<Box<dyn FnOnce() + Send>> = vec![
-                    Box::new(move || {
-                        let _ = s.0.forward_ts(&[mi]).expect("M");
-                    }),
-                    Box::new(move || {
-                        let _ = s.1.forward_ts(&[ki]).expect("K");
-                    }),
+                    Box::new(move || s.forward_m(mi)),
+                    Box::new(move || s.forward_k(ki)),
                 ];
                 fork.run(jobs);
             })
@@ -518,18 +537,19 @@ impl FloorBench {
     }
 }
 
-/// M + K forward passes on ready tensors: the floor of the element's cost. Measured up to
-/// four ways, the best counts: one after the other with libtorch's intra-op threads
-/// (`threads`), one after the other on one thread, M and K side by side on the whole batch
-/// (one thread each), and the frames in equal shares
-/// over `threads` threads (one intra-op thread each).
+/// M + K forward passes on ready tensors (the inputs of `set`'s frames, see
+/// [`model_inputs`]): the floor of the element's cost. Measured up to four ways, the best
+/// counts: one after the other with libtorch's intra-op threads (`threads`), one after the
+/// other on one thread, M and K side by side on the whole batch (one thread each), and the
+/// frames in equal shares over `threads` threads (one intra-op thread each).
 pub fn model_floor(
     config: &DetectorConfig,
     batch: usize,
     seconds: f64,
     threads: usize,
+    set: Option<&FrameSet>,
 ) -> anyhow::Result<FloorRow> {
-    let bench = FloorBench::new(config, batch, threads)?;
+    let bench = FloorBench::new(config, batch, threads, set)?;
     reset_peak_rss();
     let fps_sequential = bench.time(FloorWay::Sequential, seconds, true, true);
     let fps_single = if bench.applies(FloorWay::Single) {
@@ -592,16 +612,18 @@ fn measured(fps: f64) -> String {
     }
 }
 
-/// The floor re-measured next to an element run, the best way of the full measurement only:
-/// on a machine whose speed drifts (shared hosts), the ratio element / floor compares runs
-/// taken a few seconds apart instead of minutes apart.
+/// The floor re-measured next to an element run (on the inputs of the frames it analyses),
+/// the best way of the full measurement only: on a machine whose speed drifts (shared
+/// hosts), the ratio element / floor compares runs taken a few seconds apart instead of
+/// minutes apart.
 pub fn adjacent_floor(
     config: &DetectorConfig,
     full: &FloorRow,
     seconds: f64,
     threads: usize,
+    set: &FrameSet,
 ) -> anyhow::Result<f64> {
-    let bench = FloorBench::new(config, full.batch, threads)?;
+    let bench = FloorBench::new(config, full.batch, threads, Some(set))?;
     let way = full.best_way();
     let way = if bench.applies(way) {
         way
@@ -614,6 +636,21 @@ pub fn adjacent_floor(
 /// The two TorchScript modules, shared by the threads of one measurement.
 #[derive(Clone, Copy)]
 struct SharedModels<'a>(&'a tch::CModule, &'a tch::CModule);
+
+impl SharedModels<'_> {
+    /// M's forward pass as [`crate::model::Model::forward_prepared`] runs it (subnormals
+    /// flushed), so that the floor and the element run the models alike.
+    fn forward_m(self, input: Tensor) {
+        let _flush = crate::denormals::FlushDenormals::new();
+        let _ = self.0.forward_ts(&[input]).expect("M");
+    }
+
+    /// K's forward pass, as [`Self::forward_m`].
+    fn forward_k(self, input: Tensor) {
+        let _flush = crate::denormals::FlushDenormals::new();
+        let _ = self.1.forward_ts(&[input]).expect("K");
+    }
+}
 
 /// Options of the `unmask` element under test.
 fn element_props(opts: &BenchOptions, device: &str, extra: &str) -> String {
@@ -702,8 +739,11 @@ struct SyncRun {
     analysed: u64,
 }
 
-/// `streams` pipelines `appsrc ! unmask ! fakesink` in sync mode, `per_stream` frames each,
-/// pushed as fast as they are taken.
+/// `streams` pipelines `appsrc ! unmask ! fakesink` in sync mode, `per_stream` frames each.
+/// Each feeder queues all its buffers at once (shallow copies, a few ms before the timed
+/// window): a feeder blocked on a short queue would be woken for every buffer taken, which
+/// cost the streaming thread 45–100 µs a buffer on the 2-core VM (measured with `identity` in
+/// place of `unmask`), CPU taken from the models and paid by no PyTorch loop.
 fn run_sync(
     opts: &BenchOptions,
     device: &str,
@@ -717,7 +757,7 @@ fn run_sync(
     for s in 0..streams {
         write!(
             desc,
-            "appsrc name=src{s} format=time block=true max-buffers=4 ! {} name=u{s} ! \
+            "appsrc name=src{s} format=time max-buffers=0 max-bytes=0 max-time=0 ! {} name=u{s} ! \
              fakesink name=sink{s} sync=false async=false ",
             element_props(
                 opts,
@@ -1173,7 +1213,7 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
         let mut config = opts.config.clone();
         config.device = device.clone();
         for &batch in &opts.batches {
-            let row = model_floor(&config, batch, opts.seconds, threads)?;
+            let row = model_floor(&config, batch, opts.seconds, threads, sets.first())?;
             eprintln!(
                 "floor {device} batch {batch}: M+K {:.1} fps (sequential {:.1}, one thread {:.1}, side by side {:.1}, shares {:.1}; M {:.1}, K {:.1})",
                 row.fps,
@@ -1213,9 +1253,9 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
                 for &depth in &opts.depths {
                     // The floor again, just before and just after the element run.
                     let half = opts.seconds / 2.0;
-                    let before = adjacent_floor(&config, &full, half, threads)?;
+                    let before = adjacent_floor(&config, &full, half, threads, set)?;
                     let run = run_sync(opts, device, set, (batch, depth), 1, true, per_stream)?;
-                    let after = adjacent_floor(&config, &full, half, threads)?;
+                    let after = adjacent_floor(&config, &full, half, threads, set)?;
                     let floor = (before + after) / 2.0;
                     let profile = profile(&run.stats[0], run.fps);
                     let mut row = ElementRow {
@@ -1569,8 +1609,7 @@ pub fn micro(
             );
         }
         let images = Tensor::rand([batch as i64, 3, h, w], (Kind::Float, Device::Cpu));
-        let m_in = m.prepare(&images);
-        let k_in = k.prepare(&images);
+        let (m_in, k_in) = model_inputs(&detector, batch, sets.first())?;
         let k_out = k.forward_prepared(&k_in).map_err(anyhow::Error::msg)?;
         let mut counts = vec![1, cores];
         counts.dedup();

@@ -10,6 +10,7 @@ pub mod attack;
 pub mod bench;
 pub mod bench_env;
 pub mod clip;
+pub mod denormals;
 pub mod detector;
 pub mod device;
 pub mod elements;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{CModule, Device, Kind, Tensor};
 
+use crate::denormals::FlushDenormals;
 use crate::fork_join::ForkJoin;
 use crate::modelinfo::{Layout, ModelInfo, ModelInfoError, PartOutput, Role, TensorType};
 use crate::partset::PartSet;
@@ -356,9 +357,11 @@ impl Model {
         }
     }
 
-    /// Raw model output on canonical images.
+    /// Raw model output on canonical images (subnormal floats flushed to zero during the
+    /// pass, see [`FlushDenormals`]).
     pub fn forward_images(&self, images: &Tensor) -> Result<Tensor, String> {
         let x = self.prepare(images);
+        let _flush = FlushDenormals::new();
         self.module.forward_ts(&[x]).map_err(|e| e.to_string())
     }
 
@@ -367,8 +370,11 @@ impl Model {
         &self.module
     }
 
-    /// Forward pass on an input already prepared by [`Self::prepare`].
+    /// Forward pass on an input already prepared by [`Self::prepare`]. Like
+    /// [`Self::forward_images`], it runs with subnormal floats flushed to zero
+    /// ([`FlushDenormals`]).
     pub fn forward_prepared(&self, input: &Tensor) -> Result<Tensor, String> {
+        let _flush = FlushDenormals::new();
         self.module.forward_ts(&[input]).map_err(|e| e.to_string())
     }
 
