@@ -738,9 +738,9 @@ mod tests {
         }
     }
 
-    /// One frame resized in bands of rows over two or three threads gives the inputs of the
-    /// whole resize, bit for bit, for every format and for float and uint8, NCHW and
-    /// channels-last inputs of different sizes.
+    /// One frame resized in bands of rows over 2, 3 or 7 threads gives the inputs of the
+    /// whole resize, bit for bit, for every format and for float and uint8 inputs in every
+    /// memory layout, of different sizes.
     #[test]
     fn inputs_resized_in_bands_equal_the_whole_resize() {
         let (w, h) = (321, 239);
@@ -762,8 +762,24 @@ mod tests {
                 uint8: true,
                 memory: InputMemory::Nchw,
             },
+            InputFormat {
+                size: (64, 64),
+                scale: [0.5, 2.0, 3.0],
+                offset: [0.25, -1.0, 0.5],
+                bgr: true,
+                uint8: false,
+                memory: InputMemory::Nchw,
+            },
+            InputFormat {
+                size: (17, 23),
+                scale: [1.0; 3],
+                offset: [0.0; 3],
+                bgr: false,
+                uint8: true,
+                memory: InputMemory::Nhwc,
+            },
         ];
-        for threads in [2, 3] {
+        for threads in [2, 3, 7] {
             let fork = crate::fork_join::ForkJoin::new(threads).expect("threads");
             for format in PixelFormat::ALL {
                 let owned = OwnedFrame::from_rgb(&rgb, w, h, format, 5);
