@@ -33,6 +33,7 @@ use tch::{Device, Kind, Tensor};
 use crate::detector::{Detector, DetectorConfig};
 use crate::device::{cuda_available, device_name, parse_device};
 use crate::meta::UnmaskMeta;
+use crate::model::forward_flushed;
 use crate::partsworld::{Scene, SceneOptions};
 use crate::preprocess::{OwnedFrame, PixelFormat};
 
@@ -516,8 +517,8 @@ impl FloorBench {
                         let (mi, ki) = (m_in.narrow(0, start, len), k_in.narrow(0, start, len));
                         move || {
                             let s = shared;
-                            s.forward_m(mi);
-                            s.forward_k(ki);
+                            let _ = forward_flushed(s.0, &mi).expect("M");
+                            let _ = forward_flushed(s.1, &ki).expect("K");
                         }
                     })
                     .collect();
@@ -528,8 +529,12 @@ impl FloorBench {
                 let (mi, ki) = (m_in.shallow_clone(), k_in.shallow_clone());
                 let s = shared;
                 let jobs: Vec<Box<dyn FnOnce() + Send>> = vec![
-                    Box::new(move || s.forward_m(mi)),
-                    Box::new(move || s.forward_k(ki)),
+                    Box::new(move || {
+                        let _ = forward_flushed(s.0, &mi).expect("M");
+                    }),
+                    Box::new(move || {
+                        let _ = forward_flushed(s.1, &ki).expect("K");
+                    }),
                 ];
                 fork.run(jobs);
             })
@@ -633,24 +638,10 @@ pub fn adjacent_floor(
     Ok(bench.time(way, seconds, true, true))
 }
 
-/// The two TorchScript modules, shared by the threads of one measurement.
+/// The two TorchScript modules, shared by the threads of one measurement (run with
+/// [`forward_flushed`], as the element's models run).
 #[derive(Clone, Copy)]
 struct SharedModels<'a>(&'a tch::CModule, &'a tch::CModule);
-
-impl SharedModels<'_> {
-    /// M's forward pass as [`crate::model::Model::forward_prepared`] runs it (subnormals
-    /// flushed), so that the floor and the element run the models alike.
-    fn forward_m(self, input: Tensor) {
-        let _flush = crate::denormals::FlushDenormals::new();
-        let _ = self.0.forward_ts(&[input]).expect("M");
-    }
-
-    /// K's forward pass, as [`Self::forward_m`].
-    fn forward_k(self, input: Tensor) {
-        let _flush = crate::denormals::FlushDenormals::new();
-        let _ = self.1.forward_ts(&[input]).expect("K");
-    }
-}
 
 /// Options of the `unmask` element under test.
 fn element_props(opts: &BenchOptions, device: &str, extra: &str) -> String {

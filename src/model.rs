@@ -360,9 +360,7 @@ impl Model {
     /// Raw model output on canonical images (subnormal floats flushed to zero during the
     /// pass, see [`FlushDenormals`]).
     pub fn forward_images(&self, images: &Tensor) -> Result<Tensor, String> {
-        let x = self.prepare(images);
-        let _flush = FlushDenormals::new();
-        self.module.forward_ts(&[x]).map_err(|e| e.to_string())
+        forward_flushed(&self.module, &self.prepare(images)).map_err(|e| e.to_string())
     }
 
     /// The TorchScript module (thread-safe: forward passes may run on several threads).
@@ -374,8 +372,7 @@ impl Model {
     /// [`Self::forward_images`], it runs with subnormal floats flushed to zero
     /// ([`FlushDenormals`]).
     pub fn forward_prepared(&self, input: &Tensor) -> Result<Tensor, String> {
-        let _flush = FlushDenormals::new();
-        self.module.forward_ts(&[input]).map_err(|e| e.to_string())
+        forward_flushed(&self.module, input).map_err(|e| e.to_string())
     }
 
     fn forward_checked(&self, images: &Tensor) -> Result<Tensor, ModelError> {
@@ -394,6 +391,14 @@ impl Model {
             reason: first_line(reason),
         }
     }
+}
+
+/// A TorchScript module's forward pass on one input, with subnormal floats flushed to zero
+/// during the pass ([`FlushDenormals`]): how every model of the project runs, the models'
+/// own methods and the benchmark's floor alike.
+pub fn forward_flushed(module: &CModule, input: &Tensor) -> Result<Tensor, tch::TchError> {
+    let _flush = FlushDenormals::new();
+    module.forward_ts(&[input])
 }
 
 /// The inputs of `models` (on one device) for video frames: [`Model::prepare_frames`] of each,
