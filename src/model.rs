@@ -584,6 +584,8 @@ impl PartExtractor {
     pub fn decide(&self, out: &Tensor) -> Vec<PartSet> {
         let n = out.size()[0];
         let channels = out.size()[1];
+        // A segmentation's channel 0 is its background, not a part.
+        let skip = matches!(self.output, PartOutput::Segmentation { .. }) as usize;
         let flags = match self.output {
             PartOutput::Segmentation {
                 min_area,
@@ -591,7 +593,7 @@ impl PartExtractor {
             } => {
                 let out = out.to_kind(Kind::Float);
                 let (area, conf_sum) = if out.device() == Device::Cpu {
-                    crate::segmentation::stats_cpu(&out)
+                    crate::segmentation::stats_cpu(&out, skip)
                 } else {
                     crate::segmentation::stats_tensor(&out)
                 };
@@ -612,7 +614,6 @@ impl PartExtractor {
                     .unwrap_or_default()
             }
         };
-        let skip = matches!(self.output, PartOutput::Segmentation { .. }) as usize;
         (0..n as usize)
             .map(|i| {
                 (skip..channels as usize)

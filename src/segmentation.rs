@@ -21,7 +21,12 @@ use tch::{Device, Kind, Tensor};
 /// [`exp_nonpositive`] (within 2 ulp of the exact value, where libtorch's vectorised one is
 /// within 1), so the sums can differ from [`stats_tensor`]'s in the last bits; the counts
 /// are identical.
-pub fn stats_cpu(out: &Tensor) -> (Vec<i64>, Vec<f64>) {
+///
+/// Only pixels won by a channel from `confidence_from` on have their probability computed
+/// and summed; the sums of the channels before it stay 0 (their counts are made). A
+/// segmentation's background (channel 0, usually most of the pixels) is not a part, so its
+/// confidence is never read: with `confidence_from = 1` its pixels skip the exponentials.
+pub fn stats_cpu(out: &Tensor, confidence_from: usize) -> (Vec<i64>, Vec<f64>) {
     let size = out.size();
     let (n, channels) = (size[0] as usize, size[1] as usize);
     let pixels = (size[2] * size[3]) as usize;
@@ -55,9 +60,9 @@ pub fn stats_cpu(out: &Tensor) -> (Vec<i64>, Vec<f64>) {
         .zip(conf_sum.chunks_exact_mut(channels))
     {
         if channels_last {
-            kernel.count(map, area, conf_sum);
+            kernel.count(map, area, conf_sum, confidence_from);
         } else {
-            planar.count(map, pixels, area, conf_sum);
+            planar.count(map, pixels, area, conf_sum, confidence_from);
         }
     }
     (area, conf_sum)
@@ -86,21 +91,36 @@ impl Planar {
         }
     }
 
-    /// Adds the pixels of one image's map (`C` planes of `pixels`) to its counts.
-    fn count(&mut self, map: &[f32], pixels: usize, area: &mut [i64], conf_sum: &mut [f64]) {
+    /// Adds the pixels of one image's map (`C` planes of `pixels`) to its counts (the
+    /// probabilities of pixels won by channels from `from` on, as [`stats_cpu`]).
+    fn count(
+        &mut self,
+        map: &[f32],
+        pixels: usize,
+        area: &mut [i64],
+        conf_sum: &mut [f64],
+        from: usize,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { self.count_avx2_fma(map, pixels, area, conf_sum) };
+            return unsafe { self.count_avx2_fma(map, pixels, area, conf_sum, from) };
         }
-        self.count_portable(map, pixels, area, conf_sum);
+        self.count_portable(map, pixels, area, conf_sum, from);
     }
 
     /// [`Self::count_portable`] with the block's pixels 8 to a vector.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn count_avx2_fma(&mut self, map: &[f32], pixels: usize, area: &mut [i64], conf: &mut [f64]) {
+    fn count_avx2_fma(
+        &mut self,
+        map: &[f32],
+        pixels: usize,
+        area: &mut [i64],
+        conf: &mut [f64],
+        from: usize,
+    ) {
         use std::arch::x86_64::*;
         const V: usize = 8;
         let whole = pixels / BLOCK_PIXELS * BLOCK_PIXELS;
@@ -128,6 +148,15 @@ impl Planar {
                 store(&mut self.max, v, max);
                 // SAFETY: 8 u32 at `v * 8` inside `arg` (`BLOCK_PIXELS` values).
                 unsafe { _mm256_storeu_si256(self.arg.as_mut_ptr().add(v * V).cast(), arg) };
+                // None of these 8 pixels needs its probability (no channel from `from` on
+                // wins; a pixel without a winner, all -1, counts as channel 0): their
+                // denominators are left unwritten, and unread.
+                if from > 0 {
+                    let wanted = _mm256_cmpgt_epi32(arg, _mm256_set1_epi32(from as i32 - 1));
+                    if _mm256_movemask_epi8(wanted) == 0 {
+                        continue;
+                    }
+                }
                 let mut lanes = [_mm256_setzero_ps(); LANES];
                 for c in 0..self.channels {
                     let e = exp_avx2_fma(_mm256_sub_ps(load(plane(c), v), max));
@@ -145,7 +174,9 @@ impl Planar {
             for (&a, &sum) in self.arg.iter().zip(&self.lanes[0]) {
                 let a = if a == u32::MAX { 0 } else { a as usize };
                 area[a] += 1;
-                conf[a] += f64::from(1.0 / sum);
+                if a >= from {
+                    conf[a] += f64::from(1.0 / sum);
+                }
             }
         }
         // The last pixels, fewer than a block.
@@ -153,12 +184,19 @@ impl Planar {
             let rest: Vec<f32> = (0..self.channels)
                 .flat_map(|c| map[c * pixels + whole..(c + 1) * pixels].iter().copied())
                 .collect();
-            self.count_portable(&rest, pixels - whole, area, conf);
+            self.count_portable(&rest, pixels - whole, area, conf, from);
         }
     }
 
     #[inline(always)]
-    fn count_portable(&mut self, map: &[f32], pixels: usize, area: &mut [i64], conf: &mut [f64]) {
+    fn count_portable(
+        &mut self,
+        map: &[f32],
+        pixels: usize,
+        area: &mut [i64],
+        conf: &mut [f64],
+        from: usize,
+    ) {
         const NONE: u32 = u32::MAX;
         for start in (0..pixels).step_by(BLOCK_PIXELS) {
             let len = BLOCK_PIXELS.min(pixels - start);
@@ -175,6 +213,14 @@ impl Planar {
                 for ((a, &m), &x) in arg.iter_mut().zip(&*max).zip(plane(c)) {
                     *a = if *a == NONE && x == m { c as u32 } else { *a };
                 }
+            }
+            let winner = |a: u32| if a == NONE { 0 } else { a as usize };
+            if arg.iter().all(|&a| winner(a) < from) {
+                // No probability of this block is wanted.
+                for &a in arg.iter() {
+                    area[winner(a)] += 1;
+                }
+                continue;
             }
             for lane in &mut self.lanes {
                 lane[..len].fill(0.0);
@@ -196,9 +242,11 @@ impl Planar {
                 width /= 2;
             }
             for (&a, &sum) in arg.iter().zip(&self.lanes[0][..len]) {
-                let a = if a == NONE { 0 } else { a as usize };
+                let a = winner(a);
                 area[a] += 1;
-                conf[a] += f64::from(1.0 / sum);
+                if a >= from {
+                    conf[a] += f64::from(1.0 / sum);
+                }
             }
         }
     }
@@ -250,20 +298,23 @@ impl PixelKernel {
         all.into_iter().skip_while(|&k| k != best).collect()
     }
 
-    /// Adds the pixels of one image's map (`[h,w,C]` in memory) to its counts.
-    fn count(self, map: &[f32], area: &mut [i64], conf_sum: &mut [f64]) {
+    /// Adds the pixels of one image's map (`[h,w,C]` in memory) to its counts (the
+    /// probabilities of pixels won by channels from `from` on, as [`stats_cpu`]).
+    fn count(self, map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usize) {
         match self {
             // SAFETY: the CPU has AVX-512F, AVX2 and FMA (`detect`).
             #[cfg(target_arch = "x86_64")]
-            Self::Avx512 => unsafe { count_avx512(map, area, conf_sum) },
+            Self::Avx512 => unsafe { count_avx512(map, area, conf_sum, from) },
             // SAFETY: the CPU has AVX2 and FMA (`detect`).
             #[cfg(target_arch = "x86_64")]
-            Self::Avx2Fma => unsafe { count_avx2_fma(map, area, conf_sum) },
+            Self::Avx2Fma => unsafe { count_avx2_fma(map, area, conf_sum, from) },
             Self::Portable => {
                 for pixel in map.chunks_exact(area.len()) {
-                    let (arg, sum) = pixel_winner(pixel);
+                    let (arg, max) = pixel_argmax(pixel);
                     area[arg] += 1;
-                    conf_sum[arg] += f64::from(1.0 / sum);
+                    if arg >= from {
+                        conf_sum[arg] += f64::from(1.0 / softmax_denominator(pixel, max));
+                    }
                 }
             }
         }
@@ -276,12 +327,24 @@ impl PixelKernel {
 /// fixed tree (`l[j] + l[j+8]`, then `+ [j+4]`, `+ [j+2]`, `+ [j+1]`), as the vector
 /// kernels do.
 pub fn pixel_winner(pixel: &[f32]) -> (usize, f32) {
+    let (arg, max) = pixel_argmax(pixel);
+    (arg, softmax_denominator(pixel, max))
+}
+
+/// One pixel's winning channel (as [`pixel_winner`]) and its largest logit.
+#[inline(always)]
+fn pixel_argmax(pixel: &[f32]) -> (usize, f32) {
     let mut max = f32::NEG_INFINITY;
     for &x in pixel {
         // `_mm256_max_ps(x, max)`: NaN is passed over.
         max = if x > max { x } else { max };
     }
-    let arg = pixel.iter().position(|&x| x == max).unwrap_or(0);
+    (pixel.iter().position(|&x| x == max).unwrap_or(0), max)
+}
+
+/// One pixel's softmax denominator given its largest logit `max` (as [`pixel_winner`]).
+#[inline(always)]
+fn softmax_denominator(pixel: &[f32], max: f32) -> f32 {
     let mut lanes = [0f32; LANES];
     for chunk in pixel.chunks(LANES) {
         for (lane, &x) in lanes.iter_mut().zip(chunk) {
@@ -295,7 +358,7 @@ pub fn pixel_winner(pixel: &[f32]) -> (usize, f32) {
         }
         width /= 2;
     }
-    (arg, lanes[0])
+    lanes[0]
 }
 
 /// The first channel whose bit is set in `hits` (the channels of the first 64), else the
@@ -317,7 +380,7 @@ fn first_hit(hits: u64, pixel: &[f32]) -> usize {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn count_avx2_fma(map: &[f32], area: &mut [i64], conf_sum: &mut [f64]) {
+fn count_avx2_fma(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usize) {
     use std::arch::x86_64::*;
     const HALF: usize = LANES / 2;
     let channels = area.len();
@@ -359,6 +422,11 @@ fn count_avx2_fma(map: &[f32], area: &mut [i64], conf_sum: &mut [f64]) {
             let lanes = _mm256_movemask_ps(equal) as u8 & ((1u16 << tail) - 1) as u8;
             hits |= u64::from(lanes) << (full * HALF);
         }
+        let arg = first_hit(hits, pixel);
+        area[arg] += 1;
+        if arg < from {
+            continue;
+        }
         // Lanes 0-7 of the 16 in `low`, lanes 8-15 in `high`.
         let mut sums = [_mm256_setzero_ps(); 2];
         for k in 0..full {
@@ -369,8 +437,6 @@ fn count_avx2_fma(map: &[f32], area: &mut [i64], conf_sum: &mut [f64]) {
             let e = exp_avx2_fma(_mm256_sub_ps(x, max));
             sums[full % 2] = _mm256_add_ps(sums[full % 2], _mm256_and_ps(e, tail_ps));
         }
-        let arg = first_hit(hits, pixel);
-        area[arg] += 1;
         let sum = horizontal_sum(_mm256_add_ps(sums[0], sums[1]));
         conf_sum[arg] += f64::from(1.0 / sum);
     }
@@ -378,7 +444,7 @@ fn count_avx2_fma(map: &[f32], area: &mut [i64], conf_sum: &mut [f64]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn count_avx512(map: &[f32], area: &mut [i64], conf_sum: &mut [f64]) {
+fn count_avx512(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usize) {
     use std::arch::x86_64::*;
     let channels = area.len();
     let (full, tail) = (channels / LANES, channels % LANES);
@@ -416,6 +482,11 @@ fn count_avx512(map: &[f32], area: &mut [i64], conf_sum: &mut [f64]) {
             let equal = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, max) & tail_mask;
             hits |= u64::from(equal) << (full * LANES);
         }
+        let arg = first_hit(hits, pixel);
+        area[arg] += 1;
+        if arg < from {
+            continue;
+        }
         let mut sum = _mm512_setzero_ps();
         for k in 0..full {
             sum = _mm512_add_ps(sum, exp_avx512(_mm512_sub_ps(load(k), max)));
@@ -424,8 +495,6 @@ fn count_avx512(map: &[f32], area: &mut [i64], conf_sum: &mut [f64]) {
             let e = exp_avx512(_mm512_sub_ps(x, max));
             sum = _mm512_mask_add_ps(sum, tail_mask, sum, e);
         }
-        let arg = first_hit(hits, pixel);
-        area[arg] += 1;
         // Lanes j and j + 8, then the 8-lane tree.
         let half = _mm256_add_ps(
             _mm512_castps512_ps256(sum),
@@ -590,7 +659,7 @@ mod tests {
         .enumerate()
         {
             let out = logits(n, c, h, w, seed as i64);
-            let (area_cpu, sum_cpu) = stats_cpu(&out);
+            let (area_cpu, sum_cpu) = stats_cpu(&out, 0);
             let (area_t, sum_t) = stats_tensor(&out);
             assert_eq!(area_cpu, area_t, "areas, case {seed}");
             assert_eq!(
@@ -611,7 +680,7 @@ mod tests {
             let strided = channels_last(&out);
             assert!(!strided.is_contiguous() || h * w == 1);
             assert_eq!(
-                stats_cpu(&strided),
+                stats_cpu(&strided, 0),
                 (area_cpu, sum_cpu),
                 "channels-last, case {seed}"
             );
@@ -634,7 +703,7 @@ mod tests {
                 let out = Tensor::from_slice(&values)
                     .view([1, 1, 2, C as i64])
                     .permute([0, 3, 1, 2]);
-                let (area, _) = stats_cpu(&out);
+                let (area, _) = stats_cpu(&out, 0);
                 assert_eq!(area[first], 2, "tie at {first} and {second}");
                 assert_eq!(area.iter().sum::<i64>(), 2);
             }
@@ -645,7 +714,7 @@ mod tests {
     fn the_first_maximum_wins_a_tie() {
         // One pixel, channels 1 and 2 tied at the maximum: channel 1 wins.
         let out = Tensor::from_slice(&[0.0f32, 3.0, 3.0, -1.0]).view([1, 4, 1, 1]);
-        let (area, sum) = stats_cpu(&out);
+        let (area, sum) = stats_cpu(&out, 0);
         assert_eq!(area, vec![0, 1, 0, 0]);
         let e = [0.0f64, 3.0, 3.0, -1.0]
             .map(|x| (x - 3.0f64).exp())
@@ -675,40 +744,56 @@ mod tests {
     #[test]
     fn the_kernels_of_this_cpu_equal_the_portable_arithmetic_bit_for_bit() {
         for kernel in PixelKernel::available() {
-            for_each_channel_count(kernel);
+            for from in [0, 1, 3] {
+                for_each_channel_count(kernel, from);
+            }
         }
     }
 
-    fn for_each_channel_count(kernel: PixelKernel) {
+    fn for_each_channel_count(kernel: PixelKernel, from: usize) {
         for channels in (1..=41usize).chain([63, 64, 65, 80]) {
             let pixels = 300;
             // Logits on a coarse grid (ties), wide enough to reach the exponential's clamp,
-            // a NaN pixel and an all -inf pixel.
+            // a NaN pixel and an all -inf pixel; pixels 64 to 191 (two whole blocks of the
+            // planar kernel) won by channel 0, like a background.
             let mut map: Vec<f32> = (0..channels * pixels)
                 .map(|i| ((i * 7919) % 263) as f32 * 0.5 - 100.0)
                 .collect();
+            for pixel in 64..192 {
+                map[pixel * channels] = 100.0;
+            }
             map[channels..2 * channels].fill(f32::NEG_INFINITY);
             map[2 * channels + channels / 2] = f32::NAN;
+            let case = format!("{kernel:?}, {channels} channels, confidence from {from}");
             let (mut area, mut sums) = (vec![0i64; channels], vec![0f64; channels]);
-            kernel.count(&map, &mut area, &mut sums);
+            kernel.count(&map, &mut area, &mut sums, from);
             let (mut area_p, mut sums_p) = (vec![0i64; channels], vec![0f64; channels]);
-            PixelKernel::Portable.count(&map, &mut area_p, &mut sums_p);
-            assert_eq!(area, area_p, "{kernel:?}, {channels} channels");
-            let (bits, bits_p): (Vec<u64>, Vec<u64>) = (
-                sums.iter().map(|s| s.to_bits()).collect(),
-                sums_p.iter().map(|s| s.to_bits()).collect(),
-            );
-            assert_eq!(bits, bits_p, "{kernel:?}, {channels} channels");
+            PixelKernel::Portable.count(&map, &mut area_p, &mut sums_p, from);
+            assert_eq!(area, area_p, "{case}");
+            let bits = |sums: &[f64]| sums.iter().map(|s| s.to_bits()).collect::<Vec<u64>>();
+            assert_eq!(bits(&sums), bits(&sums_p), "{case}");
             assert_eq!(area.iter().sum::<i64>(), pixels as i64);
+            // Skipping the channels before `from` changes nothing else: their sums are 0,
+            // the others' those of every pixel.
+            let (mut area_all, mut sums_all) = (vec![0i64; channels], vec![0f64; channels]);
+            PixelKernel::Portable.count(&map, &mut area_all, &mut sums_all, 0);
+            assert_eq!(area, area_all, "{case}");
+            let expected: Vec<f64> = (0..channels)
+                .map(|c| if c < from { 0.0 } else { sums_all[c] })
+                .collect();
+            assert_eq!(bits(&sums), bits(&expected), "{case}");
             // The same pixels as planes (NCHW), block by block.
             let planes: Vec<f32> = (0..channels)
                 .flat_map(|c| map.chunks_exact(channels).map(move |px| px[c]))
                 .collect();
             let (mut area_n, mut sums_n) = (vec![0i64; channels], vec![0f64; channels]);
-            Planar::new(channels).count(&planes, pixels, &mut area_n, &mut sums_n);
-            assert_eq!(area_n, area_p, "planar, {channels} channels");
-            let bits_n: Vec<u64> = sums_n.iter().map(|s| s.to_bits()).collect();
-            assert_eq!(bits_n, bits_p, "planar, {channels} channels");
+            Planar::new(channels).count(&planes, pixels, &mut area_n, &mut sums_n, from);
+            assert_eq!(area_n, area_p, "planar, {case}");
+            assert_eq!(bits(&sums_n), bits(&sums_p), "planar, {case}");
+            let (mut area_n, mut sums_n) = (vec![0i64; channels], vec![0f64; channels]);
+            Planar::new(channels).count_portable(&planes, pixels, &mut area_n, &mut sums_n, from);
+            assert_eq!(area_n, area_p, "portable planar, {case}");
+            assert_eq!(bits(&sums_n), bits(&sums_p), "portable planar, {case}");
         }
     }
 }
