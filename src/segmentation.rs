@@ -215,31 +215,27 @@ impl Planar {
                 }
             }
             let winner = |a: u32| if a == NONE { 0 } else { a as usize };
-            if arg.iter().all(|&a| winner(a) < from) {
-                // No probability of this block is wanted.
-                for &a in arg.iter() {
-                    area[winner(a)] += 1;
+            // The denominators only where a pixel of the block needs its probability.
+            if arg.iter().any(|&a| winner(a) >= from) {
+                for lane in &mut self.lanes {
+                    lane[..len].fill(0.0);
                 }
-                continue;
-            }
-            for lane in &mut self.lanes {
-                lane[..len].fill(0.0);
-            }
-            for c in 0..self.channels {
-                let lane = &mut self.lanes[c % LANES][..len];
-                for ((s, &m), &x) in lane.iter_mut().zip(&*max).zip(plane(c)) {
-                    *s += exp_nonpositive(x - m);
-                }
-            }
-            let mut width = LANES / 2;
-            while width > 0 {
-                let (low, high) = self.lanes.split_at_mut(width);
-                for (l, h) in low.iter_mut().zip(&high[..width]) {
-                    for (a, &b) in l[..len].iter_mut().zip(&h[..len]) {
-                        *a += b;
+                for c in 0..self.channels {
+                    let lane = &mut self.lanes[c % LANES][..len];
+                    for ((s, &m), &x) in lane.iter_mut().zip(&*max).zip(plane(c)) {
+                        *s += exp_nonpositive(x - m);
                     }
                 }
-                width /= 2;
+                let mut width = LANES / 2;
+                while width > 0 {
+                    let (low, high) = self.lanes.split_at_mut(width);
+                    for (l, h) in low.iter_mut().zip(&high[..width]) {
+                        for (a, &b) in l[..len].iter_mut().zip(&h[..len]) {
+                            *a += b;
+                        }
+                    }
+                    width /= 2;
+                }
             }
             for (&a, &sum) in arg.iter().zip(&self.lanes[0][..len]) {
                 let a = winner(a);
