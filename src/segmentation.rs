@@ -16,8 +16,9 @@ use tch::{Device, Kind, Tensor};
 ///
 /// Per pixel, a vector of channels at a time (16 with AVX-512, 8 with AVX2): the maximum,
 /// the first channel holding it, and the softmax denominator, summed per lane (channel `c`
-/// in lane `c % LANES`) and then over the lanes in a fixed tree ([`pixel_winner`] is the
-/// arithmetic, the same on every CPU, to the bit). The exponential is
+/// in lane `c % LANES`) and then over the lanes in a fixed tree (the portable kernel's
+/// `pixel_argmax` and `softmax_denominator` are the arithmetic, the same on every CPU, to
+/// the bit). The exponential is
 /// [`exp_nonpositive`] (within 2 ulp of the exact value, where libtorch's vectorised one is
 /// within 1), so the sums can differ from [`stats_tensor`]'s in the last bits; the counts
 /// are identical.
@@ -68,7 +69,7 @@ pub fn stats_cpu(out: &Tensor, confidence_from: usize) -> (Vec<i64>, Vec<f64>) {
     (area, conf_sum)
 }
 
-/// [`pixel_winner`]'s arithmetic on a contiguous (NCHW) map, a block of pixels at a time,
+/// The arithmetic of [`pixel_argmax`] and [`softmax_denominator`] on a contiguous (NCHW) map, a block of pixels at a time,
 /// vectorised over the pixels: the maximum, the first channel equal to it, and the 16 lanes
 /// of partial sums of each pixel in planes of the block (small enough for the L1 cache).
 struct Planar {
@@ -252,7 +253,8 @@ impl Planar {
 /// ones): channel `c` is added to lane `c % LANES`.
 pub const LANES: usize = 16;
 
-/// How [`stats_cpu`] runs [`pixel_winner`]'s arithmetic on this CPU.
+/// How [`stats_cpu`] runs [`pixel_argmax`]'s and [`softmax_denominator`]'s arithmetic on this
+/// CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PixelKernel {
     /// AVX-512 intrinsics: 16 channels a vector.
@@ -318,16 +320,7 @@ impl PixelKernel {
 }
 
 /// One pixel's winning channel (the first maximum of the numbers among its logits; 0 when
-/// there is none) and its softmax denominator `sum_c exp(x_c - max)`: the exponentials are
-/// summed per lane (channel `c` in lane `c % LANES`, channels in order), then the lanes in a
-/// fixed tree (`l[j] + l[j+8]`, then `+ [j+4]`, `+ [j+2]`, `+ [j+1]`), as the vector
-/// kernels do.
-pub fn pixel_winner(pixel: &[f32]) -> (usize, f32) {
-    let (arg, max) = pixel_argmax(pixel);
-    (arg, softmax_denominator(pixel, max))
-}
-
-/// One pixel's winning channel (as [`pixel_winner`]) and its largest logit.
+/// there is none) and its largest logit, as the vector kernels find them.
 #[inline(always)]
 fn pixel_argmax(pixel: &[f32]) -> (usize, f32) {
     let mut max = f32::NEG_INFINITY;
@@ -338,7 +331,10 @@ fn pixel_argmax(pixel: &[f32]) -> (usize, f32) {
     (pixel.iter().position(|&x| x == max).unwrap_or(0), max)
 }
 
-/// One pixel's softmax denominator given its largest logit `max` (as [`pixel_winner`]).
+/// One pixel's softmax denominator `sum_c exp(x_c - max)`, given its largest logit `max`:
+/// the exponentials are summed per lane (channel `c` in lane `c % LANES`, channels in
+/// order), then the lanes in a fixed tree (`l[j] + l[j+8]`, then `+ [j+4]`, `+ [j+2]`,
+/// `+ [j+1]`), as the vector kernels do.
 #[inline(always)]
 fn softmax_denominator(pixel: &[f32], max: f32) -> f32 {
     let mut lanes = [0f32; LANES];
@@ -510,7 +506,7 @@ fn horizontal_max(v: std::arch::x86_64::__m256) -> f32 {
     _mm_cvtss_f32(_mm_max_ss(pair, _mm_shuffle_ps::<0b01>(pair, pair)))
 }
 
-/// The sum of 8 lanes in [`pixel_winner`]'s tree (`l[j] + l[j+4]`, `+ [j+2]`, `+ [j+1]`).
+/// The sum of 8 lanes in [`softmax_denominator`]'s tree (`l[j] + l[j+4]`, `+ [j+2]`, `+ [j+1]`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn horizontal_sum(v: std::arch::x86_64::__m256) -> f32 {
