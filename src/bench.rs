@@ -202,6 +202,11 @@ pub struct LiveRow {
     pub delay_max_ms: f64,
     /// Frames reaching the sink more than one frame interval after their timestamp.
     pub late_frames: u64,
+    /// CPU time of the whole process over the window (user + system), in cores: 1.0 is one
+    /// core busy all the time.
+    pub cpu_cores: f64,
+    /// That CPU time per analysed frame (ms).
+    pub cpu_ms_per_analysed: f64,
     pub peak_rss_mib: f64,
 }
 
@@ -227,6 +232,25 @@ fn status_kib(field: &str) -> u64 {
                 .ok()
         })
         .unwrap_or(0)
+}
+
+/// CPU time this process has used so far, user and system, its finished threads included
+/// (`/proc/self/stat`), in seconds; 0 where it cannot be read.
+pub fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces) in parentheses: utime and
+    // stime are the 12th and 13th, in clock ticks (`USER_HZ`, 100 on Linux).
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    ticks as f64 / 100.0
 }
 
 /// Resets the memory high-water mark to the current RSS (Linux `clear_refs` 5).
@@ -1106,10 +1130,10 @@ fn run_live(
             })
     };
     let (a0, s0, d0, ef0, eb0) = analysed_at(&pipeline);
-    let t0 = Instant::now();
+    let (t0, cpu0) = (Instant::now(), process_cpu_seconds());
     std::thread::sleep(Duration::from_secs_f64(opts.live_seconds));
     let (a1, s1, d1, ef1, eb1) = analysed_at(&pipeline);
-    let window = t0.elapsed().as_secs_f64();
+    let (window, cpu) = (t0.elapsed().as_secs_f64(), process_cpu_seconds() - cpu0);
     let peak = peak_rss_mib();
     for f in feeders {
         let _ = f.join();
@@ -1143,6 +1167,8 @@ fn run_live(
         delay_p99_ms: pct(0.99),
         delay_max_ms: pct(1.0),
         late_frames: d.iter().filter(|&&x| x as f64 > frame_ns).count() as u64,
+        cpu_cores: cpu / window,
+        cpu_ms_per_analysed: cpu * 1e3 / ((a1 - a0).max(1)) as f64,
         peak_rss_mib: peak,
     })
 }
@@ -1490,12 +1516,12 @@ pub fn markdown(r: &BenchReport) -> String {
     if !r.live.is_empty() {
         let _ = writeln!(
             s,
-            "\n### Live sources, async mode (shared engine, batch-size 1 per stream)\n\n| streams | input | fps each | frames | analysed/s | analysed | dropped | mean batch | delay p50 ms | p99 ms | max ms | frames later than 1 interval | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "\n### Live sources, async mode (shared engine, batch-size 1 per stream)\n\n| streams | input | fps each | frames | analysed/s | analysed | dropped | mean batch | delay p50 ms | p99 ms | max ms | frames later than 1 interval | CPU (cores) | CPU ms per analysed frame | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for l in &r.live {
             let _ = writeln!(
                 s,
-                "| {} | {}x{} {} | {} | {} | {:.1} | {:.0}% | {} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {:.0} |",
+                "| {} | {}x{} {} | {} | {} | {:.1} | {:.0}% | {} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.1} | {:.0} |",
                 l.streams,
                 l.width,
                 l.height,
@@ -1510,6 +1536,8 @@ pub fn markdown(r: &BenchReport) -> String {
                 l.delay_p99_ms,
                 l.delay_max_ms,
                 l.late_frames,
+                l.cpu_cores,
+                l.cpu_ms_per_analysed,
                 l.peak_rss_mib
             );
         }

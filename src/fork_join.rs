@@ -11,6 +11,13 @@
 //! an atomic for [`SPIN`] before they park: back-to-back passes never sleep, and a pass's
 //! hand-offs cost microseconds. An idle engine's helpers park after [`SPIN`] and cost
 //! nothing; a spinning thread yields its core to other runnable threads now and then.
+//!
+//! Spinning only pays when the next job comes soon. A live camera at 30 fps brings a frame
+//! every 33 ms: a helper spinning [`SPIN`] after each pass burns that much CPU for nothing
+//! (about a quarter of the element's CPU time with one 1080p stream). So each helper learns
+//! from its own recent idle periods ([`SpinPolicy`]): while most of them ended within
+//! [`SPIN`] it spins that long, otherwise only [`SHORT_SPIN`], enough to catch the next job
+//! of the same pass (the models after the pre-processing's bands).
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -23,6 +30,10 @@ use std::time::{Duration, Instant};
 /// parks. Longer than the gap between two passes of a stream (about 1 ms with the shipped
 /// models), short enough that an idle engine soon stops using the CPU.
 pub const SPIN: Duration = Duration::from_millis(2);
+
+/// How long a helper spins for more work while its recent idle periods were mostly longer
+/// than [`SPIN`] (see [`SpinPolicy`]): the gap between two jobs of one pass.
+pub const SHORT_SPIN: Duration = Duration::from_micros(100);
 
 /// Spins between two looks at the clock (and, every [`YIELD_EVERY`] looks, a yield).
 const SPINS_PER_LOOK: u32 = 64;
@@ -37,13 +48,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Waits until `ready()` holds: spins for [`SPIN`], then parks (the thread that makes it
-/// true unparks this one after it does).
-fn wait_until(ready: impl Fn() -> bool) {
+/// Waits until `ready()` holds: spins for `spin`, then parks (the thread that makes it true
+/// unparks this one after it does).
+fn wait_until(spin: Duration, ready: impl Fn() -> bool) {
     let start = Instant::now();
     let mut looks = 0u32;
     while !ready() {
-        if start.elapsed() < SPIN {
+        if start.elapsed() < spin {
             for _ in 0..SPINS_PER_LOOK {
                 std::hint::spin_loop();
             }
@@ -55,6 +66,45 @@ fn wait_until(ready: impl Fn() -> bool) {
             // An `unpark` between the look and here makes `park` return at once.
             std::thread::park();
         }
+    }
+}
+
+/// How long a helper spins when it runs out of work, from how its recent idle periods ended:
+/// [`SPIN`] while at least [`SpinPolicy::SPIN_FROM`] of them (a moving average) ended within
+/// [`SPIN`], as between back-to-back passes; [`SHORT_SPIN`] otherwise, as between the frames
+/// of a live source.
+#[derive(Debug, Clone, Copy)]
+struct SpinPolicy {
+    /// Moving average of "the idle period ended within [`SPIN`]" (1 or 0).
+    soon: f32,
+}
+
+impl SpinPolicy {
+    /// Weight of the latest idle period in the average.
+    const WEIGHT: f32 = 1.0 / 8.0;
+    /// The share of recent idle periods ending within [`SPIN`] from which a helper spins
+    /// that long. The jobs of one pass (bands of pre-processing, then the models) come
+    /// microseconds apart: with frames far apart, half the periods are short, and the
+    /// helper must still not spin after the pass.
+    const SPIN_FROM: f32 = 0.75;
+
+    /// A new helper spins (an engine starts with back-to-back passes).
+    fn new() -> Self {
+        Self { soon: 1.0 }
+    }
+
+    fn spin(&self) -> Duration {
+        if self.soon >= Self::SPIN_FROM {
+            SPIN
+        } else {
+            SHORT_SPIN
+        }
+    }
+
+    /// Records an idle period that lasted `idle`.
+    fn idled(&mut self, idle: Duration) {
+        let soon = if idle <= SPIN { 1.0 } else { 0.0 };
+        self.soon += (soon - self.soon) * Self::WEIGHT;
     }
 }
 
@@ -76,13 +126,16 @@ struct Slot {
 
 impl Slot {
     fn serve(&self) {
+        let mut policy = SpinPolicy::new();
         loop {
-            wait_until(|| {
+            let idle_since = Instant::now();
+            wait_until(policy.spin(), || {
                 self.state.load(Ordering::Acquire) == GIVEN || self.stop.load(Ordering::Acquire)
             });
             if self.state.load(Ordering::Acquire) != GIVEN {
                 return;
             }
+            policy.idled(idle_since.elapsed());
             let jobs = std::mem::take(&mut *lock(&self.jobs));
             for job in jobs {
                 // The job (and its borrows) is consumed here, before `DONE` is published.
@@ -187,7 +240,8 @@ impl ForkJoin {
         }
         let mut panic = catch_unwind(AssertUnwindSafe(|| *head = Some(first()))).err();
         for ((slot, _), _) in self.helpers.iter().zip(&given).filter(|(_, g)| **g) {
-            wait_until(|| slot.state.load(Ordering::Acquire) == DONE);
+            // Bounded by the helper's jobs, which run now: spin.
+            wait_until(SPIN, || slot.state.load(Ordering::Acquire) == DONE);
             slot.state.store(IDLE, Ordering::Release);
             if let Some(p) = lock(&slot.panic).take() {
                 panic.get_or_insert(p);
@@ -290,6 +344,32 @@ mod tests {
             }]);
             assert_ne!(ids[0], ids[1]);
         }
+    }
+
+    #[test]
+    fn helpers_spin_long_only_while_jobs_come_soon() {
+        let mut policy = SpinPolicy::new();
+        assert_eq!(policy.spin(), SPIN);
+        // Frames of a live source: the pre-processing's bands, the models a few µs later,
+        // then nothing for 33 ms.
+        for _ in 0..20 {
+            policy.idled(Duration::from_micros(20));
+            policy.idled(Duration::from_millis(33));
+        }
+        assert_eq!(policy.spin(), SHORT_SPIN);
+        // Back to back again: spinning long pays within a few passes.
+        let mut passes = 0;
+        while policy.spin() == SHORT_SPIN {
+            policy.idled(Duration::from_micros(900));
+            passes += 1;
+        }
+        assert!(passes <= 8, "{passes} passes");
+        // One late job among many soon ones does not stop the spinning.
+        for _ in 0..30 {
+            policy.idled(Duration::from_micros(900));
+        }
+        policy.idled(Duration::from_millis(40));
+        assert_eq!(policy.spin(), SPIN);
     }
 
     #[test]

@@ -121,10 +121,8 @@ impl PairedAxis {
         // Per group, `group / 2` pairs of weights repeated 4 times.
         assert!(outputs <= a.output() && self.pairs.len() >= outputs * groups * self.group * 4);
         let reach = (a.taps - self.group) * bpp + load;
-        let vectorised = a.first[..outputs]
-            .iter()
-            .take_while(|&&first| first * bpp + reach <= row_len)
-            .count();
+        let vectorised =
+            a.first[..outputs].partition_point(|&first| first * bpp + reach <= row_len);
         (groups, vectorised)
     }
 
@@ -685,14 +683,20 @@ impl<'a> Interleaved<'a> {
                 _mm_shuffle_epi8(pixels, compact)
             };
             assert!((i + count) * KEPT <= len);
-            // SAFETY: the `count * KEPT` bytes written lie inside `out` (asserted just above).
-            unsafe {
-                _mm_mask_storeu_epi8(
-                    bytes.add(i * KEPT).cast(),
-                    ((1u32 << (count * KEPT)) - 1) as u16,
-                    pixels,
-                )
-            };
+            if i * KEPT + 16 <= len {
+                // SAFETY: 16 bytes from output `i` on lie inside `out` (checked just above);
+                // those past its `count` outputs belong to outputs written after these.
+                unsafe { _mm_storeu_si128(bytes.add(i * KEPT).cast(), pixels) };
+            } else {
+                // SAFETY: the `count * KEPT` bytes written lie inside `out` (asserted above).
+                unsafe {
+                    _mm_mask_storeu_epi8(
+                        bytes.add(i * KEPT).cast(),
+                        ((1u32 << (count * KEPT)) - 1) as u16,
+                        pixels,
+                    )
+                };
+            }
         };
         // Four outputs at a time: their 128-bit lanes summed by two rounds of lane shuffles,
         // lane `j` of the result output `j`'s dot products.
