@@ -328,15 +328,15 @@ pub fn resize_interleaved_rows(
         let h = Axis::cached(width, out_w, 16, true);
         let mut mid = vec![0u8; rows.len() * samples];
         let row = |y: usize| &data[y * stride..y * stride + width];
-        // Two rows at a time: they share the weights.
-        for (pair, out) in rows.clone().step_by(2).zip(mid.chunks_mut(2 * samples)) {
-            prefetch_row(data, (pair + PREFETCH_ROWS) * stride, width);
+        // Two rows at a time (rows `y` and `y + 1`): they share the weights.
+        for (y, out) in rows.clone().step_by(2).zip(mid.chunks_mut(2 * samples)) {
+            prefetch_row(data, (y + PREFETCH_ROWS) * stride, width);
             if out.len() == 2 * samples {
-                prefetch_row(data, (pair + 1 + PREFETCH_ROWS) * stride, width);
+                prefetch_row(data, (y + 1 + PREFETCH_ROWS) * stride, width);
                 let (first, second) = out.split_at_mut(samples);
-                horizontal_pair(&h, [row(pair), row(pair + 1)], [first, second]);
+                horizontal_pair(&h, [row(y), row(y + 1)], [first, second]);
             } else {
-                horizontal(&h, row(pair), out);
+                horizontal(&h, row(y), out);
             }
         }
         mid
@@ -944,15 +944,19 @@ unsafe fn horizontal_avx2(axis: &Axis, row: &[u8], out: &mut [u8]) {
         o[4..].copy_from_slice(&high.to_le_bytes());
     }
     for (i, o) in out.iter_mut().enumerate().skip(done) {
-        let acc = products(i);
-        let s = _mm_add_epi32(
-            _mm256_castsi256_si128(acc),
-            _mm256_extracti128_si256::<1>(acc),
-        );
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        *o = axis.finish(_mm_cvtsi128_si32(s));
+        *o = axis.finish(lane_sum(products(i)));
     }
+}
+
+/// The sum of the 8 i32 lanes of `v`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lane_sum(v: std::arch::x86_64::__m256i) -> i32 {
+    use std::arch::x86_64::*;
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
 }
 
 /// [`horizontal_avx2`] on two rows at once: each output's 16 taps of both rows widened
@@ -1031,17 +1035,8 @@ unsafe fn horizontal_pair_avx512(axis: &Axis, rows: [&[u8]; 2], out: [&mut [u8];
     // The last outputs (fewer than 8), each row's lanes summed on their own.
     for i in done..outputs {
         let p = products(i);
-        let sum = |half: __m256i| {
-            let s = _mm_add_epi32(
-                _mm256_castsi256_si128(half),
-                _mm256_extracti128_si256::<1>(half),
-            );
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-            axis.finish(_mm_cvtsi128_si32(s))
-        };
-        first[i] = sum(_mm512_castsi512_si256(p));
-        second[i] = sum(_mm512_extracti64x4_epi64::<1>(p));
+        first[i] = axis.finish(lane_sum(_mm512_castsi512_si256(p)));
+        second[i] = axis.finish(lane_sum(_mm512_extracti64x4_epi64::<1>(p)));
     }
 }
 
