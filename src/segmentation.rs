@@ -18,10 +18,12 @@ use tch::{Device, Kind, Tensor};
 /// the first channel holding it, and the softmax denominator, summed per lane (channel `c`
 /// in lane `c % LANES`) and then over the lanes in a fixed tree (the portable kernel's
 /// `pixel_argmax` and `softmax_denominator` are the arithmetic, the same on every CPU, to
-/// the bit). The exponential is
-/// [`exp_nonpositive`] (within 2 ulp of the exact value, where libtorch's vectorised one is
-/// within 1), so the sums can differ from [`stats_tensor`]'s in the last bits; the counts
-/// are identical.
+/// the bit). Neighbouring pixels mostly share their winner, so the vector kernels check
+/// the next pixels against the last winner found (no channel greater, none before it
+/// equal) and search for the maximum again only where it loses, adding up the run in
+/// registers. The exponential is [`exp_nonpositive`] (within 2 ulp of the exact value,
+/// where libtorch's vectorised one is within 1), so the sums can differ from
+/// [`stats_tensor`]'s in the last bits; the counts are identical.
 ///
 /// Only pixels won by a channel from `confidence_from` on have their probability computed
 /// and summed; the sums of the channels before it stay 0 (their counts are made). A
@@ -383,19 +385,22 @@ fn count_avx2_fma(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usi
     );
     let tail_ps = _mm256_castsi256_ps(tail_mask);
     let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
-    for pixel in map.chunks_exact(channels) {
-        let p = pixel.as_ptr();
-        // SAFETY: `full` whole vectors and `tail` masked lanes lie inside `pixel`.
-        let load = |k: usize| unsafe { _mm256_loadu_ps(p.add(k * HALF)) };
-        let last = (tail > 0).then(|| {
-            // SAFETY: lanes past `tail` are not read (masked load).
-            let x = unsafe { _mm256_maskload_ps(p.add(full * HALF), tail_mask) };
+    // SAFETY: `full` whole vectors lie inside a pixel (`channels` floats, see `count_runs`).
+    let load = |pixel: &[f32], k: usize| unsafe { _mm256_loadu_ps(pixel.as_ptr().add(k * HALF)) };
+    // SAFETY: so do the `tail` lanes after them; the lanes past them are not read (masked
+    // load), they hold -inf.
+    let load_last = |pixel: &[f32]| {
+        (tail > 0).then(|| {
+            let x = unsafe { _mm256_maskload_ps(pixel.as_ptr().add(full * HALF), tail_mask) };
             _mm256_blendv_ps(neg_inf, x, tail_ps)
-        });
+        })
+    };
+    let search = |pixel: &[f32]| {
+        let last = load_last(pixel);
         let mut vmax = neg_inf;
         // NaN logits are passed over (`_mm256_max_ps` returns its second operand then).
         for k in 0..full {
-            vmax = _mm256_max_ps(load(k), vmax);
+            vmax = _mm256_max_ps(load(pixel, k), vmax);
         }
         if let Some(x) = last {
             vmax = _mm256_max_ps(x, vmax);
@@ -404,7 +409,7 @@ fn count_avx2_fma(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usi
         // Which channels hold the maximum, one bit each (no branch on where it is).
         let mut hits = 0u64;
         for k in 0..full.min(64 / HALF) {
-            let equal = _mm256_cmp_ps::<_CMP_EQ_OQ>(load(k), max);
+            let equal = _mm256_cmp_ps::<_CMP_EQ_OQ>(load(pixel, k), max);
             hits |= u64::from(_mm256_movemask_ps(equal) as u8) << (k * HALF);
         }
         if let Some(x) = last
@@ -414,24 +419,47 @@ fn count_avx2_fma(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usi
             let lanes = _mm256_movemask_ps(equal) as u8 & ((1u16 << tail) - 1) as u8;
             hits |= u64::from(lanes) << (full * HALF);
         }
-        let arg = first_hit(hits, pixel);
-        area[arg] += 1;
-        if arg < from {
-            continue;
+        (first_hit(hits, pixel), max)
+    };
+    // As in `count_avx512`: whether `winner` wins the pixel too (no channel greater, none
+    // before it equal), without searching for the maximum.
+    let wins = |pixel: &[f32], winner: usize| {
+        let value = pixel[winner];
+        if channels > 64 || value.is_nan() {
+            return None;
         }
-        // Lanes 0-7 of the 16 in `low`, lanes 8-15 in `high`.
+        let max = _mm256_set1_ps(value);
+        let (mut greater, mut not_less) = (0u64, 0u64);
+        for k in 0..full {
+            let x = load(pixel, k);
+            let gt = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, max)) as u8;
+            let ge = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(x, max)) as u8;
+            greater |= u64::from(gt) << (k * HALF);
+            not_less |= u64::from(ge) << (k * HALF);
+        }
+        // The lanes past the tail (-inf) are never greater, and come after the winner.
+        if let Some(x) = load_last(pixel) {
+            let gt = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, max)) as u8;
+            let ge = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(x, max)) as u8;
+            greater |= u64::from(gt) << (full * HALF);
+            not_less |= u64::from(ge) << (full * HALF);
+        }
+        (greater | (not_less & ((1u64 << winner) - 1)) == 0).then_some(max)
+    };
+    let probability = |pixel: &[f32], max: __m256| {
+        // Lanes 0-7 of the 16 in `sums[0]`, lanes 8-15 in `sums[1]`.
         let mut sums = [_mm256_setzero_ps(); 2];
         for k in 0..full {
-            let e = exp_avx2_fma(_mm256_sub_ps(load(k), max));
+            let e = exp_avx2_fma(_mm256_sub_ps(load(pixel, k), max));
             sums[k % 2] = _mm256_add_ps(sums[k % 2], e);
         }
-        if let Some(x) = last {
+        if let Some(x) = load_last(pixel) {
             let e = exp_avx2_fma(_mm256_sub_ps(x, max));
             sums[full % 2] = _mm256_add_ps(sums[full % 2], _mm256_and_ps(e, tail_ps));
         }
-        let sum = horizontal_sum(_mm256_add_ps(sums[0], sums[1]));
-        conf_sum[arg] += f64::from(1.0 / sum);
-    }
+        1.0 / horizontal_sum(_mm256_add_ps(sums[0], sums[1]))
+    };
+    count_runs(map, area, conf_sum, from, search, wins, probability);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -442,17 +470,21 @@ fn count_avx512(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usize
     let (full, tail) = (channels / LANES, channels % LANES);
     let tail_mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
     let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
-    for pixel in map.chunks_exact(channels) {
-        let p = pixel.as_ptr();
-        // SAFETY: `full` whole vectors and `tail` masked lanes lie inside `pixel`.
-        let load = |k: usize| unsafe { _mm512_loadu_ps(p.add(k * LANES)) };
-        // SAFETY: lanes past `tail` are not read (masked load); they hold -inf.
-        let last = (tail > 0)
-            .then(|| unsafe { _mm512_mask_loadu_ps(neg_inf, tail_mask, p.add(full * LANES)) });
+    // SAFETY: `full` whole vectors lie inside a pixel (`channels` floats, see `count_runs`).
+    let load = |pixel: &[f32], k: usize| unsafe { _mm512_loadu_ps(pixel.as_ptr().add(k * LANES)) };
+    // SAFETY: so do the `tail` lanes after them; the lanes past them are not read (masked
+    // load), they hold -inf.
+    let load_last = |pixel: &[f32]| {
+        (tail > 0).then(|| unsafe {
+            _mm512_mask_loadu_ps(neg_inf, tail_mask, pixel.as_ptr().add(full * LANES))
+        })
+    };
+    let search = |pixel: &[f32]| {
+        let last = load_last(pixel);
         let mut vmax = neg_inf;
         // NaN logits are passed over (`_mm512_max_ps` returns its second operand then).
         for k in 0..full {
-            vmax = _mm512_max_ps(load(k), vmax);
+            vmax = _mm512_max_ps(load(pixel, k), vmax);
         }
         if let Some(x) = last {
             vmax = _mm512_max_ps(x, vmax);
@@ -461,11 +493,10 @@ fn count_avx512(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usize
             _mm512_castps512_ps256(vmax),
             _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(vmax))),
         );
-        let max256 = horizontal_max(half);
-        let max = _mm512_set1_ps(max256);
+        let max = _mm512_set1_ps(horizontal_max(half));
         let mut hits = 0u64;
         for k in 0..full.min(64 / LANES) {
-            let equal = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(load(k), max);
+            let equal = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(load(pixel, k), max);
             hits |= u64::from(equal) << (k * LANES);
         }
         if let Some(x) = last
@@ -474,16 +505,40 @@ fn count_avx512(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usize
             let equal = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, max) & tail_mask;
             hits |= u64::from(equal) << (full * LANES);
         }
-        let arg = first_hit(hits, pixel);
-        area[arg] += 1;
-        if arg < from {
-            continue;
+        (first_hit(hits, pixel), max)
+    };
+    // Whether `winner` wins the pixel too, without searching for the maximum (while the
+    // channels fit one bit each in a `u64`): it does when no channel is greater and none
+    // before it equal; NaN logits compare false, so they are passed over as in `search`.
+    let wins = |pixel: &[f32], winner: usize| {
+        let value = pixel[winner];
+        if channels > 64 || value.is_nan() {
+            return None;
         }
+        let max = _mm512_set1_ps(value);
+        let (mut greater, mut not_less) = (0u64, 0u64);
+        for k in 0..full {
+            let x = load(pixel, k);
+            let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, max);
+            let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, max);
+            greater |= u64::from(gt) << (k * LANES);
+            not_less |= u64::from(ge) << (k * LANES);
+        }
+        // The lanes past the tail (-inf) are never greater, and come after the winner.
+        if let Some(x) = load_last(pixel) {
+            let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, max);
+            let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, max);
+            greater |= u64::from(gt) << (full * LANES);
+            not_less |= u64::from(ge) << (full * LANES);
+        }
+        (greater | (not_less & ((1u64 << winner) - 1)) == 0).then_some(max)
+    };
+    let probability = |pixel: &[f32], max: __m512| {
         let mut sum = _mm512_setzero_ps();
         for k in 0..full {
-            sum = _mm512_add_ps(sum, exp_avx512(_mm512_sub_ps(load(k), max)));
+            sum = _mm512_add_ps(sum, exp_avx512(_mm512_sub_ps(load(pixel, k), max)));
         }
-        if let Some(x) = last {
+        if let Some(x) = load_last(pixel) {
             let e = exp_avx512(_mm512_sub_ps(x, max));
             sum = _mm512_mask_add_ps(sum, tail_mask, sum, e);
         }
@@ -492,7 +547,45 @@ fn count_avx512(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usize
             _mm512_castps512_ps256(sum),
             _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(sum))),
         );
-        conf_sum[arg] += f64::from(1.0 / horizontal_sum(half));
+        1.0 / horizontal_sum(half)
+    };
+    count_runs(map, area, conf_sum, from, search, wins, probability);
+}
+
+/// Adds the pixels of `map` (`area.len()` channels each) to the counts and sums (as
+/// [`PixelKernel::count`]) a run of pixels won by one channel at a time: neighbours mostly share their winner, so after
+/// `search` has found a pixel's winner and maximum, `wins` checks whether the next pixel has
+/// the same (`None` when not, or when it cannot tell), without searching. The run is
+/// counted and summed in registers, its probabilities (`probability`, given the maximum)
+/// added in pixel order, as pixel by pixel.
+#[inline(always)]
+fn count_runs<V: Copy>(
+    map: &[f32],
+    area: &mut [i64],
+    conf_sum: &mut [f64],
+    from: usize,
+    search: impl Fn(&[f32]) -> (usize, V),
+    wins: impl Fn(&[f32], usize) -> Option<V>,
+    probability: impl Fn(&[f32], V) -> f32,
+) {
+    let mut pixels = map.chunks_exact(area.len()).peekable();
+    while let Some(pixel) = pixels.next() {
+        let (arg, max) = search(pixel);
+        let mut count = 1;
+        if arg < from {
+            while pixels.next_if(|p| wins(p, arg).is_some()).is_some() {
+                count += 1;
+            }
+        } else {
+            let mut sum = conf_sum[arg] + f64::from(probability(pixel, max));
+            while let Some((pixel, max)) = pixels.peek().and_then(|p| Some((*p, wins(p, arg)?))) {
+                pixels.next();
+                sum += f64::from(probability(pixel, max));
+                count += 1;
+            }
+            conf_sum[arg] = sum;
+        }
+        area[arg] += count;
     }
 }
 
@@ -757,35 +850,88 @@ mod tests {
             map[channels..2 * channels].fill(f32::NEG_INFINITY);
             map[2 * channels + channels / 2] = f32::NAN;
             let case = format!("{kernel:?}, {channels} channels, confidence from {from}");
-            let (mut area, mut sums) = (vec![0i64; channels], vec![0f64; channels]);
-            kernel.count(&map, &mut area, &mut sums, from);
-            let (mut area_p, mut sums_p) = (vec![0i64; channels], vec![0f64; channels]);
-            PixelKernel::Portable.count(&map, &mut area_p, &mut sums_p, from);
-            assert_eq!(area, area_p, "{case}");
-            let bits = |sums: &[f64]| sums.iter().map(|s| s.to_bits()).collect::<Vec<u64>>();
-            assert_eq!(bits(&sums), bits(&sums_p), "{case}");
-            assert_eq!(area.iter().sum::<i64>(), pixels as i64);
-            // Skipping the channels before `from` changes nothing else: their sums are 0,
-            // the others' those of every pixel.
-            let (mut area_all, mut sums_all) = (vec![0i64; channels], vec![0f64; channels]);
-            PixelKernel::Portable.count(&map, &mut area_all, &mut sums_all, 0);
-            assert_eq!(area, area_all, "{case}");
-            let expected: Vec<f64> = (0..channels)
-                .map(|c| if c < from { 0.0 } else { sums_all[c] })
-                .collect();
-            assert_eq!(bits(&sums), bits(&expected), "{case}");
-            // The same pixels as planes (NCHW), block by block.
-            let planes: Vec<f32> = (0..channels)
-                .flat_map(|c| map.chunks_exact(channels).map(move |px| px[c]))
-                .collect();
-            let (mut area_n, mut sums_n) = (vec![0i64; channels], vec![0f64; channels]);
-            Planar::new(channels).count(&planes, pixels, &mut area_n, &mut sums_n, from);
-            assert_eq!(area_n, area_p, "planar, {case}");
-            assert_eq!(bits(&sums_n), bits(&sums_p), "planar, {case}");
-            let (mut area_n, mut sums_n) = (vec![0i64; channels], vec![0f64; channels]);
-            Planar::new(channels).count_portable(&planes, pixels, &mut area_n, &mut sums_n, from);
-            assert_eq!(area_n, area_p, "portable planar, {case}");
-            assert_eq!(bits(&sums_n), bits(&sums_p), "portable planar, {case}");
+            matches_the_portable_arithmetic(kernel, &map, channels, from, &case);
+            let case = format!("runs, {case}");
+            matches_the_portable_arithmetic(kernel, &runs(channels), channels, from, &case);
         }
+    }
+
+    /// Pixels in runs of about 7 won by one channel (a segmentation's regions), each run
+    /// broken or tested by what the check of a run's winner must tell apart: another
+    /// channel equal to the winner before it (which wins) or after it (which does not), a
+    /// greater one, a NaN in the winner's channel or elsewhere, -0 against +0, all -inf.
+    fn runs(channels: usize) -> Vec<f32> {
+        let pixels = 400;
+        let mut map = vec![0f32; channels * pixels];
+        for (i, pixel) in map.chunks_exact_mut(channels).enumerate() {
+            let winner = (i / 7 * 5 + i / 60) % channels;
+            for (c, x) in pixel.iter_mut().enumerate() {
+                *x = ((i * 31 + c * 17) % 23) as f32 * 0.25 - 4.0;
+            }
+            pixel[winner] = 3.0;
+            let other = (winner + 1 + i % 5) % channels;
+            match i % 13 {
+                1 if other != winner => pixel[other] = 3.0,
+                2 if other != winner => pixel[other] = 3.5,
+                3 => pixel[winner] = f32::NAN,
+                4 => pixel[other] = f32::NAN,
+                5 => {
+                    pixel.fill(-1.0);
+                    pixel[winner] = 0.0;
+                    pixel[other] = -0.0;
+                }
+                6 => {
+                    pixel.fill(-1.0);
+                    pixel[winner] = -0.0;
+                    pixel[other] = 0.0;
+                }
+                7 => pixel.fill(f32::NEG_INFINITY),
+                8 => pixel[winner] = -50.0,
+                _ => {}
+            }
+        }
+        map
+    }
+
+    /// `kernel` on a channels-last `map` gives the portable kernel's counts and sums to
+    /// the bit, skips the sums before `from` and nothing else, and so do the planar kernels
+    /// on the same pixels as planes.
+    fn matches_the_portable_arithmetic(
+        kernel: PixelKernel,
+        map: &[f32],
+        channels: usize,
+        from: usize,
+        case: &str,
+    ) {
+        let pixels = map.len() / channels;
+        let (mut area, mut sums) = (vec![0i64; channels], vec![0f64; channels]);
+        kernel.count(map, &mut area, &mut sums, from);
+        let (mut area_p, mut sums_p) = (vec![0i64; channels], vec![0f64; channels]);
+        PixelKernel::Portable.count(map, &mut area_p, &mut sums_p, from);
+        assert_eq!(area, area_p, "{case}");
+        let bits = |sums: &[f64]| sums.iter().map(|s| s.to_bits()).collect::<Vec<u64>>();
+        assert_eq!(bits(&sums), bits(&sums_p), "{case}");
+        assert_eq!(area.iter().sum::<i64>(), pixels as i64);
+        // Skipping the channels before `from` changes nothing else: their sums are 0,
+        // the others' those of every pixel.
+        let (mut area_all, mut sums_all) = (vec![0i64; channels], vec![0f64; channels]);
+        PixelKernel::Portable.count(map, &mut area_all, &mut sums_all, 0);
+        assert_eq!(area, area_all, "{case}");
+        let expected: Vec<f64> = (0..channels)
+            .map(|c| if c < from { 0.0 } else { sums_all[c] })
+            .collect();
+        assert_eq!(bits(&sums), bits(&expected), "{case}");
+        // The same pixels as planes (NCHW), block by block.
+        let planes: Vec<f32> = (0..channels)
+            .flat_map(|c| map.chunks_exact(channels).map(move |px| px[c]))
+            .collect();
+        let (mut area_n, mut sums_n) = (vec![0i64; channels], vec![0f64; channels]);
+        Planar::new(channels).count(&planes, pixels, &mut area_n, &mut sums_n, from);
+        assert_eq!(area_n, area_p, "planar, {case}");
+        assert_eq!(bits(&sums_n), bits(&sums_p), "planar, {case}");
+        let (mut area_n, mut sums_n) = (vec![0i64; channels], vec![0f64; channels]);
+        Planar::new(channels).count_portable(&planes, pixels, &mut area_n, &mut sums_n, from);
+        assert_eq!(area_n, area_p, "portable planar, {case}");
+        assert_eq!(bits(&sums_n), bits(&sums_p), "portable planar, {case}");
     }
 }
