@@ -218,7 +218,7 @@ impl Resized {
 /// libtorch does for a float tensor).
 #[derive(Debug, Clone, Copy)]
 struct YuvToRgb {
-    full_range: bool,
+    scaled: &'static ScaledYuv,
     rv: f32,
     gu: f32,
     gv: f32,
@@ -229,7 +229,11 @@ impl YuvToRgb {
     fn new(color: YuvColor) -> Self {
         let (rv, gu, gv, bu) = color.matrix.coefficients();
         Self {
-            full_range: color.full_range,
+            scaled: if color.full_range {
+                &FULL_RANGE
+            } else {
+                &LIMITED_RANGE
+            },
             rv: rv as f32,
             gu: gu as f32,
             gv: gv as f32,
@@ -239,22 +243,47 @@ impl YuvToRgb {
 
     #[inline(always)]
     fn rgb(&self, y: u8, cb: u8, cr: u8) -> [f32; 3] {
-        let (y, cb, cr) = (f32::from(y), f32::from(cb), f32::from(cr));
-        let (y, cb, cr) = if self.full_range {
-            (y / 255.0, (cb - 128.0) / 255.0, (cr - 128.0) / 255.0)
-        } else {
-            (
-                (y - 16.0) / 219.0,
-                (cb - 128.0) / 224.0,
-                (cr - 128.0) / 224.0,
-            )
-        };
+        let y = self.scaled.luma[usize::from(y)];
+        let (cb, cr) = (
+            self.scaled.chroma[usize::from(cb)],
+            self.scaled.chroma[usize::from(cr)],
+        );
         let r = y + cr * self.rv;
         let g = y - cb * self.gu - cr * self.gv;
         let b = y + cb * self.bu;
         [r, g, b].map(|v| v.clamp(0.0, 1.0))
     }
 }
+
+/// The first step of [`super::yuv_to_rgb`] for every byte value, in float: luma `y / 255`
+/// (full range) or `(y - 16) / 219` (limited), chroma `(c - 128) / 255` or `(c - 128) /
+/// 224`. Made at compile time, each entry the same correctly rounded division, so a
+/// pixel's conversion does not divide.
+#[derive(Debug)]
+struct ScaledYuv {
+    luma: [f32; 256],
+    chroma: [f32; 256],
+}
+
+impl ScaledYuv {
+    const fn new(full_range: bool) -> Self {
+        let (mut luma, mut chroma) = ([0f32; 256], [0f32; 256]);
+        let mut byte = 0;
+        while byte < 256 {
+            let v = byte as f32;
+            (luma[byte], chroma[byte]) = if full_range {
+                (v / 255.0, (v - 128.0) / 255.0)
+            } else {
+                ((v - 16.0) / 219.0, (v - 128.0) / 224.0)
+            };
+            byte += 1;
+        }
+        Self { luma, chroma }
+    }
+}
+
+static FULL_RANGE: ScaledYuv = ScaledYuv::new(true);
+static LIMITED_RANGE: ScaledYuv = ScaledYuv::new(false);
 
 /// Frames (of any formats) in `formats`, one tensor each, on the CPU: each frame is resized
 /// once per distinct input size, then every tensor that size takes its values in one pass.
@@ -353,6 +382,50 @@ fn write_image(canonical: &[f32], n: usize, format: &InputFormat, tensor: &mut T
                     *o = rgb[source[c]] * scale[c] + offset[c];
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preprocess::YuvMatrix;
+
+    /// Each pixel's conversion equals [`super::super::yuv_to_rgb`]'s (libtorch's float
+    /// arithmetic) bit for bit, in both ranges, with every byte value in each of luma, blue
+    /// and red chroma.
+    #[test]
+    fn the_conversion_of_every_byte_equals_libtorchs() {
+        let bytes = |f: fn(usize, usize) -> usize| -> Vec<u8> {
+            (0..256 * 256).map(|p| f(p / 256, p % 256) as u8).collect()
+        };
+        let (y, cb, cr) = (
+            bytes(|i, _| i),
+            bytes(|_, j| j),
+            bytes(|i, j| (255 - j + 3 * i) % 256),
+        );
+        let plane = |v: &[u8]| {
+            Tensor::from_slice(v)
+                .to_kind(Kind::Float)
+                .view([1, 1, 256, 256])
+        };
+        let uv = Tensor::cat(&[plane(&cb), plane(&cr)], 1);
+        for color in [
+            YuvColor::default(),
+            YuvColor {
+                matrix: YuvMatrix::Bt709,
+                full_range: true,
+            },
+        ] {
+            let expected = super::super::yuv_to_rgb(&plane(&y), &uv, color);
+            let expected = Vec::<f32>::try_from(expected.permute([0, 2, 3, 1]).flatten(0, -1))
+                .expect("float tensor");
+            let convert = YuvToRgb::new(color);
+            let ours: Vec<f32> = (0..y.len())
+                .flat_map(|p| convert.rgb(y[p], cb[p], cr[p]))
+                .collect();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&ours) == bits(&expected), "{color:?}");
         }
     }
 }
