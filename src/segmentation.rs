@@ -559,7 +559,7 @@ fn count_avx512(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usize
 /// counted and summed in registers, its probabilities (`probability`, given the maximum)
 /// added in pixel order, as pixel by pixel.
 #[inline(always)]
-fn count_runs<V: Copy>(
+fn count_runs<V>(
     map: &[f32],
     area: &mut [i64],
     conf_sum: &mut [f64],
