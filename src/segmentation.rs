@@ -421,13 +421,7 @@ fn count_avx2_fma(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usi
         }
         (first_hit(hits, pixel), max)
     };
-    // As in `count_avx512`: whether `winner` wins the pixel too (no channel greater, none
-    // before it equal), without searching for the maximum.
-    let wins = |pixel: &[f32], winner: usize| {
-        let value = pixel[winner];
-        if channels > 64 || value.is_nan() {
-            return None;
-        }
+    let compare = |pixel: &[f32], value: f32| {
         let max = _mm256_set1_ps(value);
         let (mut greater, mut not_less) = (0u64, 0u64);
         for k in 0..full {
@@ -444,7 +438,7 @@ fn count_avx2_fma(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usi
             greater |= u64::from(gt) << (full * HALF);
             not_less |= u64::from(ge) << (full * HALF);
         }
-        (greater | (not_less & ((1u64 << winner) - 1)) == 0).then_some(max)
+        (greater, not_less, max)
     };
     let probability = |pixel: &[f32], max: __m256| {
         // Lanes 0-7 of the 16 in `sums[0]`, lanes 8-15 in `sums[1]`.
@@ -459,7 +453,7 @@ fn count_avx2_fma(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usi
         }
         1.0 / horizontal_sum(_mm256_add_ps(sums[0], sums[1]))
     };
-    count_runs(map, area, conf_sum, from, search, wins, probability);
+    count_runs(map, area, conf_sum, from, search, compare, probability);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -507,14 +501,7 @@ fn count_avx512(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usize
         }
         (first_hit(hits, pixel), max)
     };
-    // Whether `winner` wins the pixel too, without searching for the maximum (while the
-    // channels fit one bit each in a `u64`): it does when no channel is greater and none
-    // before it equal; NaN logits compare false, so they are passed over as in `search`.
-    let wins = |pixel: &[f32], winner: usize| {
-        let value = pixel[winner];
-        if channels > 64 || value.is_nan() {
-            return None;
-        }
+    let compare = |pixel: &[f32], value: f32| {
         let max = _mm512_set1_ps(value);
         let (mut greater, mut not_less) = (0u64, 0u64);
         for k in 0..full {
@@ -531,7 +518,7 @@ fn count_avx512(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usize
             greater |= u64::from(gt) << (full * LANES);
             not_less |= u64::from(ge) << (full * LANES);
         }
-        (greater | (not_less & ((1u64 << winner) - 1)) == 0).then_some(max)
+        (greater, not_less, max)
     };
     let probability = |pixel: &[f32], max: __m512| {
         let mut sum = _mm512_setzero_ps();
@@ -549,15 +536,17 @@ fn count_avx512(map: &[f32], area: &mut [i64], conf_sum: &mut [f64], from: usize
         );
         1.0 / horizontal_sum(half)
     };
-    count_runs(map, area, conf_sum, from, search, wins, probability);
+    count_runs(map, area, conf_sum, from, search, compare, probability);
 }
 
 /// Adds the pixels of `map` (`area.len()` channels each) to the counts and sums (as
-/// [`PixelKernel::count`]) a run of pixels won by one channel at a time: neighbours mostly share their winner, so after
-/// `search` has found a pixel's winner and maximum, `wins` checks whether the next pixel has
-/// the same (`None` when not, or when it cannot tell), without searching. The run is
-/// counted and summed in registers, its probabilities (`probability`, given the maximum)
-/// added in pixel order, as pixel by pixel.
+/// [`PixelKernel::count`]) a run of pixels won by one channel at a time: neighbours mostly
+/// share their winner, so after `search` has found a pixel's winner and maximum, the next
+/// pixel is only checked against it, without searching. `compare` gives a pixel's channels
+/// greater than a value and those at least equal to it (one bit each), and the value in
+/// the form `search` gives the maximum in. The run is counted and summed in registers, its
+/// probabilities (`probability`, given the maximum) added in pixel order, as pixel by
+/// pixel.
 #[inline(always)]
 fn count_runs<V>(
     map: &[f32],
@@ -565,10 +554,22 @@ fn count_runs<V>(
     conf_sum: &mut [f64],
     from: usize,
     search: impl Fn(&[f32]) -> (usize, V),
-    wins: impl Fn(&[f32], usize) -> Option<V>,
+    compare: impl Fn(&[f32], f32) -> (u64, u64, V),
     probability: impl Fn(&[f32], V) -> f32,
 ) {
-    let mut pixels = map.chunks_exact(area.len()).peekable();
+    let channels = area.len();
+    // `winner` wins the pixel too when no channel is greater and none before it equal
+    // (while the channels fit one bit each in a `u64`); NaN logits compare false, so they
+    // are passed over as in `search`.
+    let wins = |pixel: &[f32], winner: usize| {
+        let value = pixel[winner];
+        if channels > 64 || value.is_nan() {
+            return None;
+        }
+        let (greater, not_less, max) = compare(pixel, value);
+        (greater | (not_less & ((1u64 << winner) - 1)) == 0).then_some(max)
+    };
+    let mut pixels = map.chunks_exact(channels).peekable();
     while let Some(pixel) = pixels.next() {
         let (arg, max) = search(pixel);
         let mut count = 1;
