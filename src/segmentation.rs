@@ -562,6 +562,7 @@ fn count_runs<V>(
     // (while the channels fit one bit each in a `u64`); NaN logits compare false, so they
     // are passed over as in `search`.
     let wins = |pixel: &[f32], winner: usize| {
+        prefetch_ahead(pixel);
         let value = pixel[winner];
         if channels > 64 || value.is_nan() {
             return None;
@@ -571,6 +572,7 @@ fn count_runs<V>(
     };
     let mut pixels = map.chunks_exact(channels).peekable();
     while let Some(pixel) = pixels.next() {
+        prefetch_ahead(pixel);
         let (arg, max) = search(pixel);
         let mut count = 1;
         if arg < from {
@@ -587,6 +589,30 @@ fn count_runs<V>(
             conf_sum[arg] = sum;
         }
         area[arg] += count;
+    }
+}
+
+/// How far ahead of the pixel being decided [`prefetch_ahead`] asks for the map (about 14
+/// pixels of 37 channels). A batch's map is larger than the L2 cache (606 KB a frame with
+/// the shipped K), and the hardware prefetcher stops at each page's end: measured with 16
+/// frames at batch 16, 37 -> 34 µs a frame (1 or 4 KiB ahead did the same as 2).
+const PREFETCH_BYTES: usize = 2048;
+
+/// Asks the CPU to bring the map [`PREFETCH_BYTES`] past `pixel` into the cache: three lines
+/// (192 bytes), so that pixels of up to 48 channels, asked for one after the other, leave no
+/// line out.
+#[inline(always)]
+fn prefetch_ahead(pixel: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let ahead = pixel.as_ptr().cast::<i8>().wrapping_add(PREFETCH_BYTES);
+        // SAFETY: a prefetch is a hint: it reads nothing and never faults.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(ahead);
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(128));
+        }
     }
 }
 
