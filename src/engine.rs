@@ -728,9 +728,125 @@ impl Batch {
     }
 }
 
-/// Where the threads of a side-by-side pass may take and prepare the next pass: the queue, and the
-/// slot it leaves the prepared batch in.
-type Ahead<'a> = (&'a Receiver<Request>, &'a Mutex<Option<Batch>>);
+/// Tensors of a few frames each as one batch (a single one as it is: `cat` would copy it).
+fn concat(mut parts: Vec<Tensor>) -> Tensor {
+    if parts.len() == 1 {
+        parts.pop().expect("one tensor")
+    } else {
+        Tensor::cat(&parts, 0)
+    }
+}
+
+/// One frame's inputs for M and K, made ahead: the frame's index in its pass, the inputs
+/// (or why they could not be made) and the time they took.
+type MadeInputs = (usize, Result<(Tensor, Tensor), String>, Duration);
+
+/// Frames of the next pass, shared by the threads that make its inputs.
+struct ReadableFrames(Vec<Frame<'static>>);
+
+/// The next pass, taken from the queue while a side-by-side pass is in the models and
+/// pre-processed by its threads as each finishes its model: the first one done takes the
+/// requests waiting, and both make the inputs a frame at a time, so that the thread done
+/// first starts at once and the other one helps as soon as it is done.
+struct NextPass<'a> {
+    jobs: &'a Receiver<Request>,
+    cap: usize,
+    /// The requests taken, with their readable frames when the next pass runs side by side
+    /// (its inputs are only made ahead then).
+    taken: Mutex<Option<(Batch, Option<Arc<ReadableFrames>>)>>,
+    /// The next frame whose inputs nobody makes yet.
+    next_frame: AtomicUsize,
+    /// Each frame's inputs, in the order they were made, with the time it took.
+    made: Mutex<Vec<MadeInputs>>,
+}
+
+impl<'a> NextPass<'a> {
+    fn new(jobs: &'a Receiver<Request>, cap: usize) -> Self {
+        Self {
+            jobs,
+            cap,
+            taken: Mutex::new(None),
+            next_frame: AtomicUsize::new(0),
+            made: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Takes the next pass's requests if nobody has yet (and some are waiting), then makes
+    /// inputs for its frames until none is left.
+    fn help(&self, d: SharedDetector<'_>, threads: usize) {
+        let frames = {
+            let mut taken = lock(&self.taken);
+            if taken.is_none() {
+                let Ok(first) = self.jobs.try_recv() else {
+                    return;
+                };
+                let batch = Batch::new(gather(first, self.jobs, self.cap), self.cap);
+                let frames = Worker::side_by_side(d.0, threads, batch.frames, true).then(|| {
+                    let (frames, _) = batch.frames();
+                    // SAFETY: the frames borrow the planes of the batch's requests, which
+                    // live on the heap (boxed frame sources) and are neither changed nor
+                    // dropped before `finish`, which runs after both threads are done with
+                    // the pass (`ForkJoin::run` joins them) and drops the last handle to
+                    // these frames before the batch leaves it.
+                    let frames = unsafe {
+                        std::mem::transmute::<Vec<Frame<'_>>, Vec<Frame<'static>>>(frames)
+                    };
+                    Arc::new(ReadableFrames(frames))
+                });
+                *taken = Some((batch, frames));
+            }
+            match taken.as_ref() {
+                Some((_, Some(frames))) => frames.clone(),
+                _ => return,
+            }
+        };
+        loop {
+            let i = self.next_frame.fetch_add(1, Ordering::Relaxed);
+            let Some(frame) = frames.0.get(i) else {
+                break;
+            };
+            let t0 = Instant::now();
+            let inputs = d.inputs(std::slice::from_ref(frame), None);
+            lock(&self.made).push((i, inputs, t0.elapsed()));
+        }
+    }
+
+    /// The batch taken, if any, with the inputs made for it. Called once the pass's threads
+    /// are done.
+    fn finish(self) -> Option<Batch> {
+        let taken = self
+            .taken
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (mut batch, frames) = taken?;
+        let Some(frames) = frames else {
+            return Some(batch);
+        };
+        let count = frames.0.len();
+        // The last handle (the threads' are gone): the frames go before the batch moves on.
+        debug_assert_eq!(Arc::strong_count(&frames), 1);
+        drop(frames);
+        let mut made = self
+            .made
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        made.sort_by_key(|(i, ..)| *i);
+        batch.stages.preprocess += made.iter().map(|(.., t)| *t).sum::<Duration>();
+        let inputs = if made.len() == count {
+            made.into_iter()
+                .map(|(_, inputs, _)| inputs)
+                .collect::<Result<Vec<_>, String>>()
+                .map(|inputs| {
+                    let (m, k): (Vec<Tensor>, Vec<Tensor>) = inputs.into_iter().unzip();
+                    (concat(m), concat(k))
+                })
+        } else {
+            Err("the next pass's inputs were not all made".into())
+        };
+        batch.inputs = Some(inputs);
+        Some(batch)
+    }
+}
 
 impl Worker {
     /// The worker thread: passes over whatever is queued, until the queue is closed.
@@ -749,12 +865,15 @@ impl Worker {
         }
     }
 
-    /// Whether a pass over `frames` frames runs M and K side by side (then the next pass can
-    /// be prepared ahead): on the CPU, see [`runs_side_by_side`].
-    fn side_by_side(detector: &Detector, threads: usize, frames: usize) -> bool {
+    /// Whether a pass over `frames` frames runs M and K side by side: on the CPU, see
+    /// [`runs_side_by_side`]; with two threads always when the next pass can be prepared
+    /// during it (`ahead`: a worker thread with a queue), since both threads then make the
+    /// next pass's inputs as they finish their model, instead of both making their share's
+    /// inputs before it.
+    fn side_by_side(detector: &Detector, threads: usize, frames: usize, ahead: bool) -> bool {
         detector.device() == Device::Cpu
             && detector.max_batch().is_none()
-            && runs_side_by_side(threads, frames)
+            && (runs_side_by_side(threads, frames) || (ahead && threads == 2 && frames > 0))
     }
 
     /// Analyses a batch and answers its requests; returns the next batch if it was taken from
@@ -776,7 +895,7 @@ impl Worker {
             lock(&self.stats).cancelled += cancelled;
             return None;
         }
-        let ahead = Mutex::new(None);
+        let next = jobs.map(|jobs| NextPass::new(jobs, batch.cap));
         let mut stages = batch.stages;
         let prepared = batch.inputs.take();
         let was_prepared = prepared.is_some();
@@ -787,15 +906,14 @@ impl Worker {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let inputs = match prepared {
                 Some(inputs) => Some(inputs?),
-                None if Self::side_by_side(&self.detector, self.threads, total) => {
+                None if Self::side_by_side(&self.detector, self.threads, total, next.is_some()) => {
                     Some(self.inputs_in_shares(&frames, &mut stages)?)
                 }
                 None => None,
             };
             if let Some(inputs) = inputs {
                 batches = 1;
-                let take_next = jobs.map(|jobs| (jobs, &ahead));
-                return self.run_side_by_side(inputs, &mut stages, take_next);
+                return self.run_side_by_side(inputs, &mut stages, next.as_ref());
             }
             let mut out = Vec::with_capacity(total);
             for chunk in frames.chunks(cap) {
@@ -847,7 +965,7 @@ impl Worker {
                 },
             );
         }
-        ahead.into_inner().unwrap_or_else(PoisonError::into_inner)
+        next.and_then(NextPass::finish)
     }
 
     /// One forward pass (padded to the models' fixed batch if they have one).
@@ -950,30 +1068,20 @@ impl Worker {
     }
 
     /// M on this thread and K (then the parts) on a pool thread, at the same time. With
-    /// `ahead`, whichever thread is done first takes the next requests from the queue (if
-    /// any are waiting) and pre-processes them while the other finishes, so that the next
-    /// pass starts with its inputs ready.
+    /// `next`, whichever thread is done first takes the next requests from the queue (if
+    /// any are waiting) and starts pre-processing them, and the other one helps when it is
+    /// done, so that the next pass starts with its inputs ready.
     fn run_side_by_side(
         &self,
         (m_input, k_input): (Tensor, Tensor),
         stages: &mut StageTimes,
-        ahead: Option<Ahead<'_>>,
+        next: Option<&NextPass<'_>>,
     ) -> Result<Vec<Analysis>, String> {
         let d = SharedDetector(&self.detector);
         let threads = self.threads;
-        let cap = self.batch_cap.load(Ordering::SeqCst).max(1);
         let prepare_next = move || {
-            let Some((jobs, slot)) = ahead else {
-                return;
-            };
-            // The other thread is preparing: nothing to do here.
-            let Ok(mut next) = slot.try_lock() else {
-                return;
-            };
-            if next.is_none()
-                && let Ok(first) = jobs.try_recv()
-            {
-                *next = Some(d.prepare_ahead(gather(first, jobs, cap), cap, threads));
+            if let Some(next) = next {
+                next.help(d, threads);
             }
         };
         let m_job = move || {
@@ -1073,20 +1181,6 @@ impl SharedDetector<'_> {
             .map_err(|e| e.to_string())
     }
 
-    /// A batch of `requests`, pre-processed if it will run side by side.
-    fn prepare_ahead(&self, requests: Vec<Request>, cap: usize, threads: usize) -> Batch {
-        let mut batch = Batch::new(requests, cap);
-        if Worker::side_by_side(self.0, threads, batch.frames) {
-            let t0 = Instant::now();
-            let (frames, _) = batch.frames();
-            let inputs = self.inputs(&frames, None);
-            drop(frames);
-            batch.stages.preprocess += t0.elapsed();
-            batch.inputs = Some(inputs);
-        }
-        batch
-    }
-
     /// Everything on the current thread, stage by stage.
     fn analyse(
         &self,
@@ -1118,16 +1212,20 @@ impl SharedDetector<'_> {
     }
 }
 
-/// Frames per thread from which a pass on two threads goes in shares: a forward pass on
-/// this many frames costs about as much per frame as on the whole batch, and shares keep
-/// the threads' work balanced (each pre-processes its frames, runs both models on them and
-/// decides their parts), where side by side leaves all pre-processing and parts to whichever
-/// model finishes first.
+/// Frames per thread from which a pass on two threads goes in shares when nothing can be
+/// prepared during it (a pass on the calling thread, [`Engine::analyse_here`]): a forward
+/// pass on this many frames costs about as much per frame as on the whole batch, and shares
+/// keep the threads' work balanced (each pre-processes its frames, runs both models on them
+/// and decides their parts). The engine's worker thread, which can take the next pass from
+/// its queue, runs every pass on two threads side by side instead: the threads make the
+/// next pass's inputs as each finishes its model (measured with the shipped models, batch
+/// 16 at depth 2: 640x480 745-756 -> 773-785 frames/s, 1080p I420 706-708 -> 705-727).
 pub const SHARE_MIN_FRAMES: usize = 4;
 
-/// How a CPU engine with `threads` threads runs a pass over `frames` frames: `true` for M
-/// and K side by side (M on one thread, K on another, each on the whole batch), `false`
-/// for the frames in equal shares over all threads (each thread M then K on its share).
+/// How a CPU engine with `threads` threads runs a pass over `frames` frames when the next
+/// pass cannot be prepared during it: `true` for M and K side by side (M on one thread, K
+/// on another, each on the whole batch), `false` for the frames in equal shares over all
+/// threads (each thread M then K on its share).
 ///
 /// With two threads, side by side below [`SHARE_MIN_FRAMES`] frames per thread: each model
 /// keeps the whole batch, and small forward passes gain the most from a larger batch (with

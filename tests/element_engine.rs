@@ -403,9 +403,11 @@ fn a_full_request_queue_refuses_without_blocking_and_answers_what_it_took() {
 
 #[test]
 fn the_next_request_is_prepared_while_the_classifier_runs() {
-    // Requests of one frame, and of three (a pass of several frames also runs M and K side
-    // by side on two threads).
-    for per_request in [1, 3] {
+    // Requests of one frame, of three (a pass of several frames also runs M and K side by
+    // side on two threads), and of eight (which a pass without a queue would analyse in
+    // shares, each thread M and K on half of them; with the next pass to prepare it runs
+    // side by side, and both threads make the next pass's inputs, a frame at a time).
+    for per_request in [1, 3, 8] {
         next_request_prepared_while_the_classifier_runs(per_request);
     }
 }
