@@ -671,11 +671,13 @@ struct SharedModels<'a>(&'a tch::CModule, &'a tch::CModule);
 fn element_props(opts: &BenchOptions, device: &str, extra: &str) -> String {
     let c = &opts.config;
     let mut s = format!(
-        "unmask classifier=\"{}\" extractor=\"{}\" knowledge=\"{}\" device={device} threads={}",
+        "unmask classifier=\"{}\" extractor=\"{}\" knowledge=\"{}\" device={device} threads={} \
+         freeze-models={}",
         c.classifier.display(),
         c.extractor.display(),
         c.knowledge.display(),
-        opts.threads
+        opts.threads,
+        c.freeze
     );
     if let Some(cs) = &c.class_set {
         write!(s, " class-set={cs}").ok();

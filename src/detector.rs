@@ -7,7 +7,7 @@ use tch::{Device, Tensor};
 use crate::device::{DeviceError, parse_device};
 use crate::fork_join::ForkJoin;
 use crate::knowledge::{KnowledgeBase, KnowledgeError};
-use crate::model::{Classifier, ModelError, PartExtractor, prepare_frames_on};
+use crate::model::{Classifier, LoadOptions, ModelError, PartExtractor, prepare_frames_on};
 use crate::modelinfo::PartOutput;
 use crate::partset::PartSet;
 use crate::preprocess::{Frame, FrameError, Scaling};
@@ -57,6 +57,8 @@ pub struct DetectorConfig {
     pub min_confidence: Option<f32>,
     /// Aspect-ratio handling for frames.
     pub scaling: Scaling,
+    /// Freeze M and K for inference at load (see [`LoadOptions::freeze`]).
+    pub freeze: bool,
 }
 
 /// The classifier's calibrated global threshold, or [`FALLBACK_THRESHOLD`].
@@ -129,6 +131,7 @@ impl DetectorConfig {
             min_area: None,
             min_confidence: None,
             scaling: Scaling::Crop,
+            freeze: true,
         }
     }
 }
@@ -153,8 +156,11 @@ impl Detector {
     pub fn load(config: &DetectorConfig) -> Result<Self, DetectorError> {
         let device = parse_device(&config.device)?;
         let kb = KnowledgeBase::load(&config.knowledge)?;
-        let classifier = Classifier::load(&config.classifier, device)?;
-        let mut extractor = PartExtractor::load(&config.extractor, device)?;
+        let options = LoadOptions {
+            freeze: config.freeze,
+        };
+        let classifier = Classifier::load_with(&config.classifier, device, options)?;
+        let mut extractor = PartExtractor::load_with(&config.extractor, device, options)?;
         if let PartOutput::Segmentation {
             min_area,
             min_confidence,

@@ -2,7 +2,7 @@
 //! in a process, fed by any number of streams.
 //!
 //! [`acquire`] returns the live engine for a configuration (models, device, part thresholds,
-//! scaling, threads) or loads a new one. The process-wide registry only holds weak
+//! scaling, freezing, threads) or loads a new one. The process-wide registry only holds weak
 //! references: an engine is dropped, its models freed and its worker thread joined, when the
 //! last stream using it lets go of its [`Arc<Engine>`].
 //!
@@ -267,6 +267,7 @@ pub struct EngineKey {
     min_area: Option<u32>,
     min_confidence: Option<u32>,
     scaling: Scaling,
+    freeze: bool,
     threads: usize,
 }
 
@@ -283,6 +284,7 @@ impl EngineKey {
             min_area: config.min_area.map(f32::to_bits),
             min_confidence: config.min_confidence.map(f32::to_bits),
             scaling: config.scaling,
+            freeze: config.freeze,
             threads: if device == Device::Cpu {
                 options.resolved_threads()
             } else {

@@ -17,6 +17,7 @@ pub mod elements;
 pub mod engine;
 pub mod eval;
 pub mod fork_join;
+pub mod freeze;
 pub mod gstlog;
 pub mod knowledge;
 pub mod meta;

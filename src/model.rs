@@ -69,6 +69,44 @@ pub fn read_labels(path: &Path) -> Result<Vec<String>, String> {
     Ok(labels)
 }
 
+/// How [`Model::load_with`] loads the TorchScript module.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct LoadOptions {
+    /// Freeze the module for inference (`torch::jit::freeze`: parameters become constants,
+    /// batch norms are folded into the convolutions before them). Outputs agree with the
+    /// module as saved to float rounding, and gradients still flow to the input. A module
+    /// that cannot be frozen is loaded as saved, with a warning.
+    pub freeze: bool,
+}
+
+/// Loads the TorchScript module at `path` onto `device`, frozen when `options` ask for it
+/// and libtorch can; returns it and whether it is frozen.
+fn load_module(
+    path: &Path,
+    device: Device,
+    options: LoadOptions,
+) -> Result<(CModule, bool), ModelError> {
+    let load_error = |e: tch::TchError| ModelError::Load {
+        path: path.to_owned(),
+        reason: first_line(&e.to_string()),
+    };
+    if options.freeze {
+        match crate::freeze::freeze_torchscript(path) {
+            Ok(bytes) => {
+                let module = CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device)
+                    .map_err(load_error)?;
+                return Ok((module, true));
+            }
+            Err(reason) => log::warn!(
+                "{}: cannot be frozen ({reason}); running it as saved",
+                path.display()
+            ),
+        }
+    }
+    let module = CModule::load_on_device(path, device).map_err(load_error)?;
+    Ok((module, false))
+}
+
 /// A TorchScript model loaded with its modelinfo and labels, validated.
 #[derive(Debug)]
 pub struct Model {
@@ -80,6 +118,8 @@ pub struct Model {
     layout: Layout,
     /// NCHW input given channels-last strides (see [`Model::channels_last`]).
     channels_last: bool,
+    /// Frozen for inference at load (see [`LoadOptions::freeze`]).
+    frozen: bool,
     size: (i64, i64),
     /// Per-channel affine from `[0,1]` canonical pixels to model input, shaped `[1,3,1,1]`,
     /// and its values.
@@ -92,6 +132,15 @@ impl Model {
     /// Loads `path` with its `<path>.modelinfo` sidecar and label file onto `device`, and
     /// checks the model against the modelinfo with a probe forward pass.
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self, ModelError> {
+        Self::load_with(path, device, LoadOptions::default())
+    }
+
+    /// [`Self::load`] with `options` (e.g. frozen for inference).
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        device: Device,
+        options: LoadOptions,
+    ) -> Result<Self, ModelError> {
         let path = path.as_ref().to_owned();
         if !path.is_file() {
             return Err(ModelError::NotFound(path));
@@ -116,10 +165,7 @@ impl Model {
             labels: labels_path.clone(),
             reason,
         })?;
-        let module = CModule::load_on_device(&path, device).map_err(|e| ModelError::Load {
-            path: path.clone(),
-            reason: first_line(&e.to_string()),
-        })?;
+        let (module, frozen) = load_module(&path, device, options)?;
         let (scale, offset) = info.pixel_affine();
         let scale = scale.map(|x| x * 255.0);
         let shape = [1, 3, 1, 1];
@@ -134,6 +180,7 @@ impl Model {
             affine: (scale, offset),
             labels,
             device,
+            frozen,
             path: path.clone(),
             info,
         };
@@ -142,8 +189,9 @@ impl Model {
             && layout == Layout::Nchw
             && model.gives_the_same_outputs_channels_last();
         log::info!(
-            "loaded {} on {device:?}: input {:?} ({}), {} labels",
+            "loaded {}{} on {device:?}: input {:?} ({}), {} labels",
             path.display(),
+            if model.frozen { " (frozen)" } else { "" },
             model.info.input.dims,
             if model.channels_last {
                 "channels-last in memory"
@@ -291,6 +339,11 @@ impl Model {
     /// The device the model runs on.
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// Whether the module was frozen for inference at load.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
     }
 
     /// Input height and width.
@@ -465,7 +518,16 @@ pub struct Classifier {
 impl Classifier {
     /// Loads a classifier (role `classifier` in its modelinfo).
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self, ModelError> {
-        let model = Model::load(path, device)?;
+        Self::load_with(path, device, LoadOptions::default())
+    }
+
+    /// [`Self::load`] with `options`.
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        device: Device,
+        options: LoadOptions,
+    ) -> Result<Self, ModelError> {
+        let model = Model::load_with(path, device, options)?;
         match model.info.role {
             Role::Classifier => Ok(Self { model }),
             Role::PartExtractor(_) => Err(ModelError::WrongRole {
@@ -522,7 +584,16 @@ pub struct PartExtractor {
 impl PartExtractor {
     /// Loads a part extractor (role `part-extractor` in its modelinfo).
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self, ModelError> {
-        let model = Model::load(path, device)?;
+        Self::load_with(path, device, LoadOptions::default())
+    }
+
+    /// [`Self::load`] with `options`.
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        device: Device,
+        options: LoadOptions,
+    ) -> Result<Self, ModelError> {
+        let model = Model::load_with(path, device, options)?;
         match model.info.role {
             Role::PartExtractor(output) => Ok(Self { model, output }),
             Role::Classifier => Err(ModelError::WrongRole {

@@ -18,6 +18,7 @@ fn config(m: &TinyModels) -> DetectorConfig {
         min_area: None,
         min_confidence: None,
         scaling: Scaling::Stretch,
+        freeze: true,
     }
 }
 

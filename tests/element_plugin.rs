@@ -56,6 +56,8 @@ fn gst_inspect_describes_the_element() {
         "batch-size",
         "post-messages",
         "threads",
+        "shared-engine",
+        "freeze-models",
         "active-threshold",
         "frames-seen",
         "frames-analysed",

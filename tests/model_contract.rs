@@ -286,3 +286,84 @@ fn frames_become_exactly_what_prepare_makes_of_their_images() {
         }
     }
 }
+
+#[test]
+fn frozen_classifiers_answer_as_saved_and_still_pass_gradients_to_the_input() {
+    use unmask::model::LoadOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let mean = write_mean_model(
+        dir.path(),
+        "mean",
+        Tensor::zeros([2, 3, 8, 8], (Kind::Float, Device::Cpu)),
+        false,
+        "[input]\ntype=float32\ndims=-1,3,8,8\ndir=input\nranges=0.0,1.0;0.0,1.0;0.0,1.0\n",
+        "",
+    );
+    let shipped = unmask::paths::default_classifier("CS5a", "denoise");
+    let images = Tensor::rand([3, 3, 64, 64], (Kind::Float, Device::Cpu));
+    for path in [&mean, &shipped] {
+        let saved = Classifier::load(path, Device::Cpu).unwrap();
+        let frozen =
+            Classifier::load_with(path, Device::Cpu, LoadOptions { freeze: true }).unwrap();
+        assert!(!saved.model().is_frozen());
+        assert!(frozen.model().is_frozen(), "{}", path.display());
+        let input = |t: &Tensor| t.copy().set_requires_grad(true);
+        let (x_saved, x_frozen) = (input(&images), input(&images));
+        let (l_saved, l_frozen) = (
+            saved.logits(&x_saved).unwrap(),
+            frozen.logits(&x_frozen).unwrap(),
+        );
+        let scale = l_saved.abs().max().double_value(&[]).max(1.0);
+        let apart = (&l_saved - &l_frozen).abs().max().double_value(&[]);
+        assert!(
+            apart <= 1e-5 * scale,
+            "{}: logits {apart} apart",
+            path.display()
+        );
+        // The gradient an attack follows is the same through the frozen module.
+        l_saved.sum(Kind::Float).backward();
+        l_frozen.sum(Kind::Float).backward();
+        let (g_saved, g_frozen) = (x_saved.grad(), x_frozen.grad());
+        let size = g_saved.abs().max().double_value(&[]);
+        assert!(size > 0.0, "{}: no gradient", path.display());
+        let apart = (&g_saved - &g_frozen).abs().max().double_value(&[]);
+        assert!(
+            apart <= 1e-3 * size,
+            "{}: gradients {apart} apart",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn a_file_libtorch_cannot_read_fails_frozen_or_not_naming_it() {
+    use unmask::model::{LoadOptions, Model};
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_mean_model(
+        dir.path(),
+        "good",
+        Tensor::zeros([2, 3, 8, 8], (Kind::Float, Device::Cpu)),
+        false,
+        "[input]\ntype=float32\ndims=-1,3,8,8\ndir=input\nranges=0.0,1.0;0.0,1.0;0.0,1.0\n",
+        "",
+    );
+    let broken = dir.path().join("broken.pt");
+    std::fs::write(&broken, b"not a TorchScript archive").unwrap();
+    std::fs::copy(
+        unmask::modelinfo::ModelInfo::sidecar_of(&good),
+        unmask::modelinfo::ModelInfo::sidecar_of(&broken),
+    )
+    .unwrap();
+    // libtorch's exception comes back as a message, not across the FFI boundary.
+    let reason = unmask::freeze::freeze_torchscript(&broken).unwrap_err();
+    assert!(!reason.is_empty());
+    for freeze in [true, false] {
+        match Model::load_with(&broken, Device::Cpu, LoadOptions { freeze }) {
+            Err(ModelError::Load { path, reason }) => {
+                assert_eq!(path, broken);
+                assert!(!reason.is_empty());
+            }
+            other => panic!("freeze {freeze}: {other:?}"),
+        }
+    }
+}

@@ -21,6 +21,11 @@ fn report() -> TrainingReport {
 }
 
 fn detector(class_set: &str, variant: &str) -> Detector {
+    detector_loaded(class_set, variant, true)
+}
+
+/// The shipped detector of `class_set` and `variant`, its models frozen or as saved.
+fn detector_loaded(class_set: &str, variant: &str, freeze: bool) -> Detector {
     let dir = unmask::paths::partsworld_dir();
     Detector::load(&DetectorConfig {
         classifier: dir.join(format!("m-{}-{variant}.pt", class_set.to_ascii_lowercase())),
@@ -32,6 +37,7 @@ fn detector(class_set: &str, variant: &str) -> Detector {
         min_area: None,
         min_confidence: None,
         scaling: Scaling::Stretch,
+        freeze,
     })
     .unwrap_or_else(|e| panic!("{class_set} {variant}: {e}"))
 }
@@ -148,4 +154,34 @@ fn shipped_models_stay_within_25_mb() {
         .sum();
     assert!(total > 0, "no models in {}", dir.display());
     assert!(total <= 25 << 20, "{total} bytes of models");
+}
+
+#[test]
+fn frozen_models_judge_fresh_images_as_the_saved_ones_do() {
+    // Freezing folds the batch norms into the convolutions: outputs move by float rounding
+    // only, so classes, confidences and the parts found stay those of the models as saved.
+    for (set, variant) in [("CS5a", "denoise"), ("CS3b", "baseline")] {
+        let frozen = detector_loaded(set, variant, true);
+        let saved = detector_loaded(set, variant, false);
+        assert!(frozen.classifier().model().is_frozen());
+        assert!(frozen.extractor().model().is_frozen());
+        assert!(!saved.classifier().model().is_frozen());
+        assert!(!saved.extractor().model().is_frozen());
+        let classes = frozen.knowledge().classes().to_vec();
+        let batch = fresh_batch(&classes, 64);
+        let by_frozen = frozen.classifier().predict(&batch.images).unwrap();
+        let by_saved = saved.classifier().predict(&batch.images).unwrap();
+        for (i, (f, s)) in by_frozen.iter().zip(&by_saved).enumerate() {
+            assert_eq!(f.0, s.0, "{set} {variant} image {i}: class");
+            assert!(
+                (f.1 - s.1).abs() < 1e-4,
+                "{set} {variant} image {i}: {f:?} vs {s:?}"
+            );
+        }
+        assert_eq!(
+            frozen.parts_found(&batch.images).unwrap(),
+            saved.parts_found(&batch.images).unwrap(),
+            "{set} {variant}: parts found"
+        );
+    }
 }

@@ -509,6 +509,7 @@ fn tiny_detector(models: &TinyModels, k: TinyK) -> Detector {
         min_area: None,
         min_confidence: None,
         scaling: Scaling::Stretch,
+        freeze: true,
     })
     .unwrap()
 }

@@ -254,6 +254,7 @@ fn load_attacker(a: &AttackArgs, spec: AttackSpec) -> anyhow::Result<Attacker> {
                 ScalingArg::Crop => Scaling::Crop,
                 ScalingArg::Stretch => Scaling::Stretch,
             },
+            freeze: true,
         };
         let d = Detector::load(&config)?;
         if d.classifier().model().input_size() != d.extractor().model().input_size()

@@ -84,6 +84,10 @@ pub struct BenchArgs {
     /// Skip the element runs (with --micro: the stages only).
     #[arg(long)]
     no_element: bool,
+    /// Run M and K as saved, not frozen for inference (element, floor and micro-benchmarks;
+    /// the reference always runs them as saved).
+    #[arg(long)]
+    no_freeze: bool,
     /// Also write the Markdown report here.
     #[arg(long)]
     markdown: Option<PathBuf>,
@@ -115,6 +119,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         min_area: None,
         min_confidence: None,
         scaling: Scaling::Crop,
+        freeze: !args.no_freeze,
     };
     let formats = args
         .formats

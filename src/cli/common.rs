@@ -90,6 +90,9 @@ pub struct DetectorArgs {
     /// libtorch CPU threads (0: one per core).
     #[arg(long, default_value_t = 0, value_name = "N", help_heading = "Detector")]
     pub threads: u32,
+    /// Run the models as saved instead of freezing them for inference at load.
+    #[arg(long, help_heading = "Detector")]
+    pub no_freeze: bool,
 }
 
 impl DetectorArgs {
@@ -116,6 +119,7 @@ impl DetectorArgs {
             .property("batch-size", self.batch_size)
             .property("pipeline-depth", depth)
             .property("threads", self.threads)
+            .property("freeze-models", !self.no_freeze)
             .property_from_str("mode", mode.nick())
             .property_from_str(
                 "scaling",

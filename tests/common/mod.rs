@@ -59,6 +59,7 @@ impl Fixture {
             min_area: None,
             min_confidence: None,
             scaling: Scaling::Stretch,
+            freeze: true,
         }
     }
 

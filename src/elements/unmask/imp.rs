@@ -63,6 +63,7 @@ const MAX_BATCH_SIZE: u32 = 256;
 const DEFAULT_THREADS: u32 = 0;
 const MAX_THREADS: u32 = 1024;
 const DEFAULT_SHARED_ENGINE: bool = true;
+const DEFAULT_FREEZE_MODELS: bool = true;
 
 /// Locks a mutex, ignoring poisoning (a panic elsewhere must not spread).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,6 +89,7 @@ struct Settings {
     post_messages: PostMessages,
     threads: u32,
     shared_engine: bool,
+    freeze_models: bool,
 }
 
 impl Default for Settings {
@@ -110,6 +112,7 @@ impl Default for Settings {
             post_messages: PostMessages::default(),
             threads: DEFAULT_THREADS,
             shared_engine: DEFAULT_SHARED_ENGINE,
+            freeze_models: DEFAULT_FREEZE_MODELS,
         }
     }
 }
@@ -155,6 +158,7 @@ impl Settings {
             min_area: from_model(self.min_area),
             min_confidence: from_model(self.min_confidence),
             scaling: self.scaling.into(),
+            freeze: self.freeze_models,
         }
     }
 }
@@ -899,6 +903,17 @@ impl ObjectImpl for Unmask {
                     .default_value(DEFAULT_SHARED_ENGINE)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("freeze-models")
+                    .nick("Freeze models")
+                    .blurb(
+                        "Freeze both TorchScript models for inference when loading them \
+                         (libtorch's torch::jit::freeze: weights become constants, batch \
+                         norms are folded into convolutions); a model that cannot be frozen \
+                         runs as saved, with a warning",
+                    )
+                    .default_value(DEFAULT_FREEZE_MODELS)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecDouble::builder("active-threshold")
                     .nick("Active threshold")
                     .blurb(
@@ -1024,6 +1039,9 @@ impl ObjectImpl for Unmask {
             "shared-engine" => {
                 settings.shared_engine = value.get().unwrap_or(DEFAULT_SHARED_ENGINE)
             }
+            "freeze-models" => {
+                settings.freeze_models = value.get().unwrap_or(DEFAULT_FREEZE_MODELS)
+            }
             _ => gst::warning!(CAT, imp = self, "unknown property {name}"),
         }
     }
@@ -1068,6 +1086,7 @@ impl ObjectImpl for Unmask {
             "post-messages" => settings.post_messages.to_value(),
             "threads" => settings.threads.to_value(),
             "shared-engine" => settings.shared_engine.to_value(),
+            "freeze-models" => settings.freeze_models.to_value(),
             "frames-seen" => stats().seen.to_value(),
             "frames-analysed" => stats().analysed.to_value(),
             "frames-flagged" => stats().flagged.to_value(),
