@@ -296,7 +296,7 @@ impl EngineKey {
     /// A short description for logs and reports.
     pub fn describe(&self) -> String {
         format!(
-            "{} + {} on {}{}",
+            "{} + {} on {}{}{}",
             self.classifier.display(),
             self.extractor.display(),
             self.device,
@@ -304,7 +304,8 @@ impl EngineKey {
                 format!(" ({} threads)", self.threads)
             } else {
                 String::new()
-            }
+            },
+            if self.freeze { "" } else { ", models as saved" }
         )
     }
 }

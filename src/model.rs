@@ -75,7 +75,8 @@ pub struct LoadOptions {
     /// Freeze the module for inference (`torch::jit::freeze`: parameters become constants,
     /// batch norms are folded into the convolutions before them). Outputs agree with the
     /// module as saved to float rounding, and gradients still flow to the input. A module
-    /// that cannot be frozen is loaded as saved, with a warning.
+    /// that cannot be frozen, or that fails the load-time probe pass once frozen, is loaded
+    /// as saved, with a warning.
     pub freeze: bool,
 }
 
@@ -184,7 +185,17 @@ impl Model {
             path: path.clone(),
             info,
         };
-        model.check_output_against_contract().map_err(mismatch)?;
+        if let Err(reason) = model.check_output_against_contract() {
+            if !frozen {
+                return Err(mismatch(reason));
+            }
+            // Whatever freezing broke, the model as saved is judged on its own.
+            log::warn!(
+                "{}: frozen, it fails its probe ({reason}); running it as saved",
+                path.display()
+            );
+            return Self::load_with(&path, device, LoadOptions { freeze: false });
+        }
         model.channels_last = device == Device::Cpu
             && layout == Layout::Nchw
             && model.gives_the_same_outputs_channels_last();

@@ -544,3 +544,25 @@ fn an_idle_engine_analyses_on_the_calling_thread_and_a_busy_one_queues() {
     });
     assert_eq!(engine.stats().frames, 2 + 1 + 18);
 }
+
+#[test]
+fn frozen_and_saved_models_get_engines_of_their_own() {
+    let fx = fixture();
+    let options = EngineOptions {
+        threads: 1,
+        batch: 4,
+        shared: true,
+    };
+    let frozen = engine::acquire(&fx.detector_config(), &options).unwrap();
+    let saved_config = DetectorConfig {
+        freeze: false,
+        ..fx.detector_config()
+    };
+    let saved = engine::acquire(&saved_config, &options).unwrap();
+    assert!(!Arc::ptr_eq(&frozen, &saved));
+    let again = engine::acquire(&fx.detector_config(), &options).unwrap();
+    assert!(Arc::ptr_eq(&frozen, &again));
+    assert!(saved.key().describe().ends_with(", models as saved"));
+    assert!(!frozen.key().describe().contains("as saved"));
+    assert_eq!(engines_of(&fx).len(), 2);
+}
