@@ -7,7 +7,7 @@ use tch::{Device, Tensor};
 use crate::device::{DeviceError, parse_device};
 use crate::fork_join::ForkJoin;
 use crate::knowledge::{KnowledgeBase, KnowledgeError};
-use crate::model::{Classifier, LoadOptions, ModelError, PartExtractor, prepare_frames_on};
+use crate::model::{Classifier, LoadOptions, Model, ModelError, PartExtractor, prepare_frames_on};
 use crate::modelinfo::PartOutput;
 use crate::partset::PartSet;
 use crate::preprocess::{Frame, FrameError, Scaling};
@@ -159,8 +159,10 @@ impl Detector {
         let options = LoadOptions {
             freeze: config.freeze,
         };
-        let classifier = Classifier::load_with(&config.classifier, device, options)?;
-        let mut extractor = PartExtractor::load_with(&config.extractor, device, options)?;
+        let classifier =
+            Classifier::from_model(Model::load_with(&config.classifier, device, options)?)?;
+        let mut extractor =
+            PartExtractor::from_model(Model::load_with(&config.extractor, device, options)?)?;
         if let PartOutput::Segmentation {
             min_area,
             min_confidence,

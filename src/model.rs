@@ -529,16 +529,11 @@ pub struct Classifier {
 impl Classifier {
     /// Loads a classifier (role `classifier` in its modelinfo).
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self, ModelError> {
-        Self::load_with(path, device, LoadOptions::default())
+        Self::from_model(Model::load(path, device)?)
     }
 
-    /// [`Self::load`] with `options`.
-    pub fn load_with(
-        path: impl AsRef<Path>,
-        device: Device,
-        options: LoadOptions,
-    ) -> Result<Self, ModelError> {
-        let model = Model::load_with(path, device, options)?;
+    /// A loaded model (e.g. [`Model::load_with`]) whose modelinfo says it is a classifier.
+    pub fn from_model(model: Model) -> Result<Self, ModelError> {
         match model.info.role {
             Role::Classifier => Ok(Self { model }),
             Role::PartExtractor(_) => Err(ModelError::WrongRole {
@@ -595,16 +590,12 @@ pub struct PartExtractor {
 impl PartExtractor {
     /// Loads a part extractor (role `part-extractor` in its modelinfo).
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self, ModelError> {
-        Self::load_with(path, device, LoadOptions::default())
+        Self::from_model(Model::load(path, device)?)
     }
 
-    /// [`Self::load`] with `options`.
-    pub fn load_with(
-        path: impl AsRef<Path>,
-        device: Device,
-        options: LoadOptions,
-    ) -> Result<Self, ModelError> {
-        let model = Model::load_with(path, device, options)?;
+    /// A loaded model (e.g. [`Model::load_with`]) whose modelinfo says it is a part
+    /// extractor.
+    pub fn from_model(model: Model) -> Result<Self, ModelError> {
         match model.info.role {
             Role::PartExtractor(output) => Ok(Self { model, output }),
             Role::Classifier => Err(ModelError::WrongRole {

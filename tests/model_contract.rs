@@ -287,24 +287,31 @@ fn frames_become_exactly_what_prepare_makes_of_their_images() {
     }
 }
 
-#[test]
-fn frozen_classifiers_answer_as_saved_and_still_pass_gradients_to_the_input() {
-    use unmask::model::LoadOptions;
-    let dir = tempfile::tempdir().unwrap();
-    let mean = write_mean_model(
-        dir.path(),
-        "mean",
+/// [`write_mean_model`] for float `[N,3,8,8]` inputs in `[0,1]`, no normalisation.
+fn write_plain_mean_model(dir: &Path, name: &str) -> PathBuf {
+    write_mean_model(
+        dir,
+        name,
         Tensor::zeros([2, 3, 8, 8], (Kind::Float, Device::Cpu)),
         false,
         "[input]\ntype=float32\ndims=-1,3,8,8\ndir=input\nranges=0.0,1.0;0.0,1.0;0.0,1.0\n",
         "",
-    );
+    )
+}
+
+#[test]
+fn frozen_classifiers_answer_as_saved_and_still_pass_gradients_to_the_input() {
+    use unmask::model::LoadOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let mean = write_plain_mean_model(dir.path(), "mean");
     let shipped = unmask::paths::default_classifier("CS5a", "denoise");
     let images = Tensor::rand([3, 3, 64, 64], (Kind::Float, Device::Cpu));
     for path in [&mean, &shipped] {
         let saved = Classifier::load(path, Device::Cpu).unwrap();
         let frozen =
-            Classifier::load_with(path, Device::Cpu, LoadOptions { freeze: true }).unwrap();
+            unmask::model::Model::load_with(path, Device::Cpu, LoadOptions { freeze: true })
+                .and_then(Classifier::from_model)
+                .unwrap();
         assert!(!saved.model().is_frozen());
         assert!(frozen.model().is_frozen(), "{}", path.display());
         let input = |t: &Tensor| t.copy().set_requires_grad(true);
@@ -339,14 +346,7 @@ fn frozen_classifiers_answer_as_saved_and_still_pass_gradients_to_the_input() {
 fn a_file_libtorch_cannot_read_fails_frozen_or_not_naming_it() {
     use unmask::model::{LoadOptions, Model};
     let dir = tempfile::tempdir().unwrap();
-    let good = write_mean_model(
-        dir.path(),
-        "good",
-        Tensor::zeros([2, 3, 8, 8], (Kind::Float, Device::Cpu)),
-        false,
-        "[input]\ntype=float32\ndims=-1,3,8,8\ndir=input\nranges=0.0,1.0;0.0,1.0;0.0,1.0\n",
-        "",
-    );
+    let good = write_plain_mean_model(dir.path(), "good");
     let broken = dir.path().join("broken.pt");
     std::fs::write(&broken, b"not a TorchScript archive").unwrap();
     std::fs::copy(
