@@ -72,8 +72,8 @@ pub fn read_labels(path: &Path) -> Result<Vec<String>, String> {
 /// How [`Model::load_with`] loads the TorchScript module.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct LoadOptions {
-    /// Freeze the module for inference (`torch::jit::freeze`: parameters become constants,
-    /// batch norms are folded into the convolutions before them). Outputs agree with the
+    /// Freeze the module for inference (in eval mode, with `torch::jit::freeze`: parameters
+    /// become constants, batch norms are folded into the convolutions before them). Outputs agree with the
     /// module as saved to float rounding, and gradients still flow to the input. A module
     /// that cannot be frozen, or that fails the load-time probe pass once frozen, is loaded
     /// as saved, with a warning.
@@ -92,12 +92,12 @@ fn load_module(
         reason: first_line(&e.to_string()),
     };
     if options.freeze {
-        match crate::freeze::freeze_torchscript(path) {
-            Ok(bytes) => {
-                let module = CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device)
-                    .map_err(load_error)?;
-                return Ok((module, true));
-            }
+        let frozen = crate::freeze::freeze_torchscript(path).and_then(|bytes| {
+            CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device)
+                .map_err(|e| first_line(&e.to_string()))
+        });
+        match frozen {
+            Ok(module) => return Ok((module, true)),
             Err(reason) => log::warn!(
                 "{}: cannot be frozen ({reason}); running it as saved",
                 path.display()
