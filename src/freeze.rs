@@ -31,7 +31,7 @@ impl Drop for ShimBuffer {
 
 /// Loads the TorchScript file at `path` on the CPU, puts it in eval mode, freezes it and
 /// returns the frozen module serialised (load it with `CModule::load_data_on_device`).
-/// The error is libtorch's message, first line only.
+/// The error is libtorch's message (with its C++ context lines).
 pub fn freeze_torchscript(path: &Path) -> Result<Vec<u8>, String> {
     let c_path = CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| "path contains a NUL byte".to_owned())?;
@@ -52,6 +52,7 @@ pub fn freeze_torchscript(path: &Path) -> Result<Vec<u8>, String> {
         return Err("libtorch could not freeze it".to_owned());
     }
     // SAFETY: the shim NUL-terminates its messages.
-    let message = unsafe { CStr::from_ptr(error.0) }.to_string_lossy();
-    Err(message.lines().next().unwrap_or("").trim().to_owned())
+    Err(unsafe { CStr::from_ptr(error.0) }
+        .to_string_lossy()
+        .into_owned())
 }

@@ -87,24 +87,24 @@ fn load_module(
     device: Device,
     options: LoadOptions,
 ) -> Result<(CModule, bool), ModelError> {
-    let load_error = |e: tch::TchError| ModelError::Load {
-        path: path.to_owned(),
-        reason: first_line(&e.to_string()),
-    };
     if options.freeze {
         let frozen = crate::freeze::freeze_torchscript(path).and_then(|bytes| {
             CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device)
-                .map_err(|e| first_line(&e.to_string()))
+                .map_err(|e| e.to_string())
         });
         match frozen {
             Ok(module) => return Ok((module, true)),
             Err(reason) => log::warn!(
-                "{}: cannot be frozen ({reason}); running it as saved",
-                path.display()
+                "{}: cannot be frozen ({}); running it as saved",
+                path.display(),
+                first_line(&reason)
             ),
         }
     }
-    let module = CModule::load_on_device(path, device).map_err(load_error)?;
+    let module = CModule::load_on_device(path, device).map_err(|e| ModelError::Load {
+        path: path.to_owned(),
+        reason: first_line(&e.to_string()),
+    })?;
     Ok((module, false))
 }
 
