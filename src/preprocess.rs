@@ -738,13 +738,14 @@ mod tests {
         }
     }
 
-    /// One frame resized in bands of rows over 2, 3 or 7 threads gives the inputs of the
-    /// whole resize, bit for bit, for every format and for float and uint8 inputs in every
-    /// memory layout, of different sizes.
+    /// Frames resized in bands of rows over 2, 3 or 7 threads give the inputs of the whole
+    /// resize, bit for bit, for every format and for float and uint8 inputs in every memory
+    /// layout, of different sizes, for the first frame of a batch and the others.
     #[test]
     fn inputs_resized_in_bands_equal_the_whole_resize() {
         let (w, h) = (321, 239);
         let rgb = gradient(w, h);
+        let other: Vec<u8> = rgb.iter().rev().map(|v| v ^ 0x5a).collect();
         let formats = [
             InputFormat {
                 size: (64, 64),
@@ -782,8 +783,8 @@ mod tests {
         for threads in [2, 3, 7] {
             let fork = crate::fork_join::ForkJoin::new(threads).expect("threads");
             for format in PixelFormat::ALL {
-                let owned = OwnedFrame::from_rgb(&rgb, w, h, format, 5);
-                let frames = [owned.as_frame()];
+                let owned = [&rgb, &other].map(|rgb| OwnedFrame::from_rgb(rgb, w, h, format, 5));
+                let frames = owned.each_ref().map(OwnedFrame::as_frame);
                 let whole = frames_to_inputs(&frames, &formats, Scaling::Crop).unwrap();
                 let banded =
                     frames_to_inputs_on(&frames, &formats, Scaling::Crop, Some(&fork)).unwrap();

@@ -67,16 +67,6 @@ impl InputFormat {
         }
     }
 
-    /// Index of channel `c` of pixel `p` of image `n` in memory.
-    #[inline(always)]
-    fn index(&self, n: usize, p: usize, c: usize) -> usize {
-        let pixels = (self.size.0 * self.size.1) as usize;
-        match self.memory {
-            InputMemory::Nchw => (n * 3 + c) * pixels + p,
-            InputMemory::ChannelsLast | InputMemory::Nhwc => (n * pixels + p) * 3 + c,
-        }
-    }
-
     /// The canonical channel input channel `c` takes.
     #[inline(always)]
     fn source(&self, c: usize) -> usize {
@@ -98,28 +88,8 @@ enum Resized {
 }
 
 impl Resized {
-    /// `frame` (validated) cropped as `scaling` says and resized to `size`.
-    fn new(frame: &Frame<'_>, size: (i64, i64), scaling: Scaling) -> Self {
-        Self::rows(frame, size, scaling, 0..size.0 as usize)
-    }
-
-    /// The resized frame of [`Self::new`], made as one band of rows per thread of `fork`
-    /// (each band resized by one of its jobs, at once) and the bands joined in order.
-    fn in_bands(frame: &Frame<'_>, size: (i64, i64), scaling: Scaling, fork: &ForkJoin) -> Self {
-        let height = size.0 as usize;
-        let bands = fork.width().clamp(1, height);
-        let jobs: Vec<_> = (0..bands)
-            .map(|b| {
-                let rows = height * b / bands..height * (b + 1) / bands;
-                move || Self::rows(frame, size, scaling, rows)
-            })
-            .collect();
-        let mut bands = fork.run(jobs).into_iter();
-        let first = bands.next().expect("at least one band");
-        bands.fold(first, Self::append)
-    }
-
-    /// The output rows `out_rows` of [`Self::new`].
+    /// `frame` (validated) cropped as `scaling` says and resized to `size`: its output rows
+    /// `rows` (the whole image resizes each row the same way).
     fn rows(frame: &Frame<'_>, size: (i64, i64), scaling: Scaling, rows: Range<usize>) -> Self {
         let out = (size.1 as usize, size.0 as usize);
         let (x0, y0, cw, ch) = source_region(frame.width, frame.height, size, scaling);
@@ -159,37 +129,6 @@ impl Resized {
             luma,
             chroma,
             convert: YuvToRgb::new(frame.color),
-        }
-    }
-
-    /// `self` with the rows of `below` after its own.
-    fn append(self, below: Self) -> Self {
-        match (self, below) {
-            (Self::Rgb(mut rgb), Self::Rgb(more)) => {
-                rgb.extend(more);
-                Self::Rgb(rgb)
-            }
-            (
-                Self::Yuv {
-                    mut luma,
-                    mut chroma,
-                    convert,
-                },
-                Self::Yuv {
-                    luma: more_luma,
-                    chroma: more_chroma,
-                    ..
-                },
-            ) => {
-                luma.extend(more_luma);
-                chroma.extend(more_chroma);
-                Self::Yuv {
-                    luma,
-                    chroma,
-                    convert,
-                }
-            }
-            _ => unreachable!("bands of one frame have one layout"),
         }
     }
 
@@ -295,8 +234,11 @@ pub fn frames_to_inputs(
     frames_to_inputs_on(frames, formats, scaling, None)
 }
 
-/// [`frames_to_inputs`], with each frame's resize in bands of rows over the threads of
-/// `fork` if there is one (the same values: bands are resized as the whole image is).
+/// [`frames_to_inputs`], with each frame in bands of rows over the threads of `fork` if
+/// there is one: each thread resizes its band, converts it and writes it into the tensors
+/// (the same values: bands are resized as the whole image is). Nothing is left to join on
+/// the calling thread (measured with the shipped models, one 640x480 frame on two threads:
+/// 90 -> 80 µs for BGRx and 80 -> 70 µs for I420 in the engine).
 pub fn frames_to_inputs_on(
     frames: &[Frame<'_>],
     formats: &[InputFormat],
@@ -307,10 +249,11 @@ pub fn frames_to_inputs_on(
         f.validate()?;
     }
     let n = frames.len();
-    let mut tensors: Vec<Tensor> = formats
+    let tensors: Vec<Tensor> = formats
         .iter()
         .map(|f| Tensor::empty(f.shape(n as i64), (f.kind(), Device::Cpu)))
         .collect();
+    let outputs: Vec<Output> = tensors.iter().zip(formats).map(Output::new).collect();
     let mut sizes: Vec<(i64, i64)> = Vec::new();
     for f in formats {
         if !sizes.contains(&f.size) {
@@ -319,15 +262,28 @@ pub fn frames_to_inputs_on(
     }
     for (i, frame) in frames.iter().enumerate() {
         for &size in &sizes {
-            let resized = match fork {
-                Some(fork) => Resized::in_bands(frame, size, scaling, fork),
-                None => Resized::new(frame, size, scaling),
-            };
-            let canonical = resized.canonical();
-            for (format, tensor) in formats.iter().zip(&mut tensors) {
-                if format.size == size {
-                    write_image(&canonical, i, format, tensor);
+            // Output rows `rows` of frame `i` at `size`, resized and written into every
+            // tensor of that size.
+            let write_rows = |rows: Range<usize>| {
+                let first_pixel = rows.start * size.1 as usize;
+                let canonical = Resized::rows(frame, size, scaling, rows).canonical();
+                for output in outputs.iter().filter(|o| o.format.size == size) {
+                    output.write(&canonical, i, first_pixel);
                 }
+            };
+            let height = size.0 as usize;
+            match fork {
+                Some(fork) if fork.width() > 1 && height > 1 => {
+                    let bands = fork.width().min(height);
+                    let jobs: Vec<_> = (0..bands)
+                        .map(|b| {
+                            let rows = height * b / bands..height * (b + 1) / bands;
+                            move || write_rows(rows)
+                        })
+                        .collect();
+                    fork.run(jobs);
+                }
+                _ => write_rows(0..height),
             }
         }
     }
@@ -341,45 +297,85 @@ pub fn frames_to_inputs_on(
         .collect())
 }
 
-/// Image `n` of `tensor` (allocated in `format`'s shape and kind) from its canonical RGB
-/// values.
-fn write_image(canonical: &[f32], n: usize, format: &InputFormat, tensor: &mut Tensor) {
-    let values = canonical.len();
-    let pixels = values / 3;
-    let source = [0, 1, 2].map(|c| format.source(c));
-    let numel = tensor.numel();
-    if format.uint8 {
-        // SAFETY: a contiguous uint8 CPU tensor of `numel` elements, just allocated by
-        // `frames_to_inputs` and not shared yet.
-        let out = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut u8, numel) };
-        for (p, rgb) in canonical.chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                // `(x * 255.0).round().clamp(0.0, 255.0).to_kind(Uint8)`.
-                let v = (rgb[source[c]] * 255.0).round_ties_even();
-                out[format.index(n, p, c)] = v.clamp(0.0, 255.0) as u8;
-            }
+/// A model input tensor just allocated by [`frames_to_inputs_on`], written by the threads of
+/// one pre-processing, each to pixels of its own.
+#[derive(Clone, Copy)]
+struct Output {
+    data: *mut u8,
+    numel: usize,
+    format: InputFormat,
+}
+
+// SAFETY: the tensor outlives every `write`, and concurrent writes go to disjoint pixels
+// (`write` makes slices over exactly the values of its pixels).
+unsafe impl Send for Output {}
+unsafe impl Sync for Output {}
+
+impl Output {
+    /// `tensor`: contiguous, on the CPU, in `format`'s shape and kind, not shared yet.
+    fn new((tensor, format): (&Tensor, &InputFormat)) -> Self {
+        Self {
+            data: tensor.data_ptr() as *mut u8,
+            numel: tensor.numel(),
+            format: *format,
         }
-        return;
     }
-    // SAFETY: a contiguous float CPU tensor of `numel` elements, just allocated by
-    // `frames_to_inputs` and not shared yet.
-    let out = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut f32, numel) };
-    // `x * scale + offset`, two roundings.
-    let (scale, offset) = (format.scale, format.offset);
-    match format.memory {
-        InputMemory::ChannelsLast | InputMemory::Nhwc => {
-            let image = &mut out[n * values..(n + 1) * values];
-            for (o, rgb) in image.chunks_exact_mut(3).zip(canonical.chunks_exact(3)) {
-                for c in 0..3 {
-                    o[c] = rgb[source[c]] * scale[c] + offset[c];
+
+    /// Pixels `first_pixel..` of image `n` (as many as `canonical` has) from their canonical
+    /// RGB values, in the tensor's layout and kind.
+    fn write(&self, canonical: &[f32], n: usize, first_pixel: usize) {
+        let format = &self.format;
+        let source = [0, 1, 2].map(|c| format.source(c));
+        if format.uint8 {
+            // `(x * 255.0).round().clamp(0.0, 255.0).to_kind(Uint8)`.
+            self.fill(canonical, n, first_pixel, |c, rgb: &[f32; 3]| {
+                (rgb[source[c]] * 255.0).round_ties_even().clamp(0.0, 255.0) as u8
+            });
+        } else {
+            // `x * scale + offset`, two roundings.
+            let (scale, offset) = (format.scale, format.offset);
+            self.fill(canonical, n, first_pixel, |c, rgb: &[f32; 3]| {
+                rgb[source[c]] * scale[c] + offset[c]
+            });
+        }
+    }
+
+    /// Writes `value(channel, canonical RGB)` for each channel of the pixels of `canonical`.
+    fn fill<T>(
+        &self,
+        canonical: &[f32],
+        n: usize,
+        first_pixel: usize,
+        value: impl Fn(usize, &[f32; 3]) -> T,
+    ) {
+        let (canonical, _) = canonical.as_chunks::<3>();
+        let count = canonical.len();
+        let image_pixels = (self.format.size.0 * self.format.size.1) as usize;
+        assert!(
+            first_pixel + count <= image_pixels
+                && (n + 1) * image_pixels * 3 <= self.numel
+                && self.format.uint8 == (std::mem::size_of::<T>() == 1),
+            "pixels outside the input tensor"
+        );
+        let data = self.data as *mut T;
+        // SAFETY (both arms): in bounds (asserted above) of the tensor's storage of `T`
+        // values, which outlives this call; the slices cover exactly the values of these
+        // pixels, which no other thread writes or reads meanwhile.
+        match self.format.memory {
+            InputMemory::ChannelsLast | InputMemory::Nhwc => {
+                let start = (n * image_pixels + first_pixel) * 3;
+                let out = unsafe { std::slice::from_raw_parts_mut(data.add(start), count * 3) };
+                for (o, rgb) in out.as_chunks_mut::<3>().0.iter_mut().zip(canonical) {
+                    *o = [0, 1, 2].map(|c| value(c, rgb));
                 }
             }
-        }
-        InputMemory::Nchw => {
-            let image = &mut out[n * values..(n + 1) * values];
-            for (c, plane) in image.chunks_exact_mut(pixels).enumerate() {
-                for (o, rgb) in plane.iter_mut().zip(canonical.chunks_exact(3)) {
-                    *o = rgb[source[c]] * scale[c] + offset[c];
+            InputMemory::Nchw => {
+                for c in 0..3 {
+                    let start = (n * 3 + c) * image_pixels + first_pixel;
+                    let plane = unsafe { std::slice::from_raw_parts_mut(data.add(start), count) };
+                    for (o, rgb) in plane.iter_mut().zip(canonical) {
+                        *o = value(c, rgb);
+                    }
                 }
             }
         }
