@@ -351,10 +351,13 @@ impl Output {
         let (canonical, _) = canonical.as_chunks::<3>();
         let count = canonical.len();
         let image_pixels = (self.format.size.0 * self.format.size.1) as usize;
+        assert_eq!(
+            self.format.uint8,
+            std::mem::size_of::<T>() == 1,
+            "values of another kind than the input tensor's"
+        );
         assert!(
-            first_pixel + count <= image_pixels
-                && (n + 1) * image_pixels * 3 <= self.numel
-                && self.format.uint8 == (std::mem::size_of::<T>() == 1),
+            first_pixel + count <= image_pixels && (n + 1) * image_pixels * 3 <= self.numel,
             "pixels outside the input tensor"
         );
         let data = self.data as *mut T;
