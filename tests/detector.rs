@@ -316,6 +316,72 @@ fn bad_configurations_fail_with_clear_errors() {
     }
 }
 
+/// With a GPU: frames are pre-processed on the CPU for a CUDA detector too, so both models
+/// get the CPU's inputs to the bit, and the tiny models give the CPU's verdicts. Without one,
+/// it says so and checks nothing.
+#[test]
+fn cuda_models_get_the_cpu_inputs_and_give_the_cpu_verdicts() {
+    if !unmask::device::cuda_available() {
+        eprintln!("no CUDA device: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let models = write_tiny_models(dir.path());
+    let cpu = Detector::load(&config(&models)).unwrap();
+    let mut cfg = config(&models);
+    cfg.device = "cuda:0".into();
+    let cuda = Detector::load(&cfg).unwrap();
+    assert!(cuda.device().is_cuda());
+    let (w, h) = (321, 239);
+    for format in PixelFormat::ALL {
+        let scenes = [
+            TinyScene::CleanRed,
+            TinyScene::MismatchedGreen,
+            TinyScene::CleanBlue,
+        ];
+        let planes: Vec<_> = scenes
+            .iter()
+            .map(|&s| rgb_to_format(&tiny_scene(s, w, h), w, h, format, 7))
+            .collect();
+        let frames: Vec<Frame> = planes
+            .iter()
+            .map(|p| Frame {
+                format,
+                width: w,
+                height: h,
+                planes: p
+                    .iter()
+                    .map(|(d, s)| Plane {
+                        data: d,
+                        stride: *s,
+                    })
+                    .collect(),
+                color: YuvColor::default(),
+            })
+            .collect();
+        let (m_cpu, k_cpu) = cpu.model_inputs(&frames).unwrap();
+        let (m_cuda, k_cuda) = cuda.model_inputs(&frames).unwrap();
+        assert!(m_cuda.device().is_cuda() && k_cuda.device().is_cuda());
+        assert!(
+            m_cpu.equal(&m_cuda.to_device(tch::Device::Cpu)),
+            "{format:?}: M's input"
+        );
+        assert!(
+            k_cpu.equal(&k_cuda.to_device(tch::Device::Cpu)),
+            "{format:?}: K's input"
+        );
+        let on_cpu = cpu.analyse_frames(&frames).unwrap();
+        let on_cuda = cuda.analyse_frames(&frames).unwrap();
+        for (a, b) in on_cpu.iter().zip(&on_cuda) {
+            assert_eq!(
+                (&a.predicted, &a.parts, a.adversarial, &a.corrected),
+                (&b.predicted, &b.parts, b.adversarial, &b.corrected),
+                "{format:?}"
+            );
+        }
+    }
+}
+
 fn copy_with_info(
     dir: &Path,
     model: &Path,

@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 BUNDLE=target/device
-PYTHON="${PYTHON:-python3}"
+# `unmask bench --python` takes a path: resolve a bare command name on the PATH.
+PYTHON=$(command -v "${PYTHON:-python3}") || { echo "no python3 with torch found" >&2; exit 2; }
 OUT="${OUT:-$BUNDLE/out}"
 mkdir -p "$OUT"
 [ -x "$BUNDLE/unmask" ] || { echo "no bundle in $BUNDLE: run scripts/bench/device-bundle.sh first" >&2; exit 2; }
@@ -38,6 +39,8 @@ export GST_PLUGIN_SYSTEM_PATH_1_0="$PWD/$BUNDLE/gst-plugins"
 export GST_PLUGIN_PATH_1_0=""
 export GST_REGISTRY_1_0="$PWD/$BUNDLE/registry.bin"
 export GST_REGISTRY_FORK=no
+# The library's info lines (which device each model is loaded on, and whether it is frozen).
+export GST_DEBUG="${GST_DEBUG:-unmask-log:4}"
 export UNMASK_MODELS_DIR="${UNMASK_MODELS_DIR:-$PWD/models}"
 
 {

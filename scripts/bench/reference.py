@@ -7,8 +7,8 @@ runs on uint8 tensors), colour channels / YUV -> RGB on the small image, normali
 TorchScript models under `torch.inference_mode()`, parts from the segmentation map, Jaccard
 against the knowledge base, realignment.
 
-It follows the Rust element's pre-processing and decision rules exactly, so that the verdicts
-can be compared frame by frame:
+It follows the Rust element's pre-processing and decision rules exactly (on the CPU; on CUDA
+it resizes on the GPU, see `resize_u8`), so that the verdicts can be compared frame by frame:
 - crop: the centred region with the model's aspect ratio, sizes rounded half away from zero,
   offsets rounded down to even numbers (chroma stays aligned);
 - resize: uint8 antialiased bilinear, per plane for YUV (Y at full, chroma at half
@@ -98,7 +98,10 @@ DEVICE = torch.device("cpu")
 
 def resize_u8(plane, x, y, cw, ch, size):
     """uint8 [rows, cols, elems] plane -> float [1, elems, h, w]: uint8 antialiased resize on
-    the CPU; on CUDA the uint8 crop is uploaded and resized as float there (as the element)."""
+    the CPU; on CUDA the uint8 crop is uploaded and resized as float there, as a PyTorch user
+    with a GPU would. (The element resizes uint8 on the CPU for every device and uploads the
+    small result, so on CUDA a value can differ by rounding: on the benchmark's 16 frames,
+    one part of one frame in some rows.)"""
     t = plane[y:y + ch, x:x + cw].permute(2, 0, 1).unsqueeze(0)
     if DEVICE.type != "cpu":
         t = t.to(DEVICE).float()
