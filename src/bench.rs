@@ -97,6 +97,9 @@ pub struct BenchReport {
     pub live: Vec<LiveRow>,
     pub micro: Vec<MicroRow>,
     pub notes: Vec<String>,
+    /// False while the run is still going: the reports written after each row
+    /// ([`run_with_progress`]) say so, and one left by a run that was stopped keeps saying it.
+    pub complete: bool,
 }
 
 /// Model-only throughput.
@@ -1177,6 +1180,16 @@ fn run_live(
 
 /// Runs everything `opts` asks for, printing progress to stderr.
 pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
+    run_with_progress(opts, command, |_| {})
+}
+
+/// [`run`], handing the report so far to `progress` after each measured row, so that a run
+/// stopped part way (a time limit on a borrowed GPU machine, say) leaves what it measured.
+pub fn run_with_progress(
+    opts: &BenchOptions,
+    command: &str,
+    mut progress: impl FnMut(&BenchReport),
+) -> anyhow::Result<BenchReport> {
     gst::init()?;
     crate::elements::register(None)?;
     let load_before = load_average();
@@ -1206,6 +1219,7 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
         live: Vec::new(),
         micro: Vec::new(),
         notes: Vec::new(),
+        complete: false,
     };
     let mut devices = Vec::new();
     for d in &opts.devices {
@@ -1227,6 +1241,7 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
         let mut config = opts.config.clone();
         config.device = "cpu".into();
         report.micro = micro(&config, &sets, &opts.batches, opts.seconds, opts.threads)?;
+        progress(&report);
     }
     for device in &devices {
         let mut config = opts.config.clone();
@@ -1244,6 +1259,7 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
                 row.k_fps
             );
             report.floor.push(row);
+            progress(&report);
         }
         for set in sets.iter().filter(|_| !opts.no_element) {
             let raw = opts.work_dir.join(format!(
@@ -1326,7 +1342,7 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
                         row.agreement = Some(agreement);
                         row.disagreements = diffs;
                     }
-                    eprintln!(
+                    let line = format!(
                         "element {device} {}x{} {} batch {batch} depth {depth}: {:.1} fps, floor {:.1}, ratio {:.3}, reference {}, agreement {:?} ({} analysed)",
                         set.width,
                         set.height,
@@ -1340,6 +1356,8 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
                         run.analysed
                     );
                     report.element.push(row);
+                    progress(&report);
+                    eprintln!("{line}");
                 }
             }
         }
@@ -1356,7 +1374,7 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
             let shared = run_sync(opts, &cpu, set, (1, 1), n, true, per_stream)?;
             let batch = profile(&shared.stats[0], shared.fps).mean_batch;
             let separate = run_sync(opts, &cpu, set, (1, 1), n, false, per_stream)?;
-            eprintln!(
+            let line = format!(
                 "{n} streams: shared {:.1} fps ({:.0} MiB, mean batch {batch:.1}), separate {:.1} fps ({:.0} MiB)",
                 shared.fps, shared.peak_rss_mib, separate.fps, separate.peak_rss_mib
             );
@@ -1371,6 +1389,8 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
                 separate_fps: separate.fps,
                 separate_peak_rss_mib: separate.peak_rss_mib,
             });
+            progress(&report);
+            eprintln!("{line}");
         }
     }
     if !opts.live_streams.is_empty() {
@@ -1385,7 +1405,7 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
         };
         for &n in &opts.live_streams {
             let row = run_live(opts, &cpu, &set, n)?;
-            eprintln!(
+            let line = format!(
                 "live {n} x {}x{} @ {} fps: analysed {:.1}/s ({:.0}%), dropped {}, mean batch {:.1}, delay p50 {:.2} ms p99 {:.2} ms max {:.2} ms, late {}",
                 w,
                 h,
@@ -1400,9 +1420,12 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
                 row.late_frames
             );
             report.live.push(row);
+            progress(&report);
+            eprintln!("{line}");
         }
     }
     report.load_after = load_average();
+    report.complete = true;
     Ok(report)
 }
 
@@ -1410,6 +1433,12 @@ pub fn run(opts: &BenchOptions, command: &str) -> anyhow::Result<BenchReport> {
 pub fn markdown(r: &BenchReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "- machine: {}", r.machine);
+    if !r.complete {
+        let _ = writeln!(
+            s,
+            "- **partial report**: written while the run was going; the run was stopped here or is still going"
+        );
+    }
     let _ = writeln!(s, "- date: {}", r.date);
     let _ = writeln!(s, "- command: `{}`", r.command);
     let _ = writeln!(

@@ -39,6 +39,7 @@ fn bench_element_and_python_reference_agree_on_every_frame() {
     assert_eq!(ran.code, Some(0), "{ran}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["complete"], true, "the finished run's report");
     let floor = report["floor"].as_array().unwrap();
     assert_eq!(floor.len(), 2, "one floor row per batch size: {floor:?}");
     let rows = report["element"].as_array().unwrap();
@@ -62,4 +63,69 @@ fn bench_element_and_python_reference_agree_on_every_frame() {
             row["disagreements"]
         );
     }
+}
+
+/// The reports are rewritten after every measured row: a run stopped part way (a time limit
+/// on a borrowed GPU machine) leaves the rows it measured, marked as a partial report.
+#[test]
+fn a_stopped_bench_leaves_a_partial_report_of_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let md = dir.path().join("bench.md");
+    let mut child = unmask_cli()
+        .args([
+            "bench",
+            "--sizes",
+            "160x120",
+            "--formats",
+            "BGRx,RGB,I420,NV12",
+        ])
+        .args(["--batches", "1", "--depths", "1,2"])
+        .args(["--seconds", "0.5", "--pool", "4", "--python", "none"])
+        .args(["--streams", "0", "--live-streams", "0", "--devices", "cpu"])
+        .arg("--work-dir")
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .arg("--markdown")
+        .arg(&md)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rows = |report: &serde_json::Value| report["element"].as_array().map_or(0, Vec::len);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let report = loop {
+        let report: Option<serde_json::Value> = std::fs::read_to_string(&json)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        match report {
+            Some(r) if rows(&r) >= 1 => break r,
+            _ if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                panic!("no element row written within 5 minutes");
+            }
+            _ if child.try_wait().unwrap().is_some() => {
+                panic!("the bench ended before its first element row was written")
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(report["complete"], false, "{report}");
+    assert_eq!(report["floor"].as_array().unwrap().len(), 1, "{report}");
+    assert!(
+        rows(&report) < 8,
+        "the run was stopped before its 8 rows: {report}"
+    );
+    let row = &report["element"][0];
+    assert_eq!(
+        (row["format"].as_str(), row["batch"].as_u64()),
+        (Some("BGRx"), Some(1))
+    );
+    assert!(row["fps"].as_f64().unwrap() > 0.0, "{row}");
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(md.contains("partial report"), "{md}");
+    assert!(md.contains("| cpu | 160x120 | BGRx | 1 | 1 |"), "{md}");
 }

@@ -54,7 +54,7 @@ pub struct BenchArgs {
     /// Devices: cpu, cuda (CUDA rows are skipped without a GPU).
     #[arg(long, value_delimiter = ',', default_value = "cpu,cuda")]
     devices: Vec<String>,
-    /// Python with torch for the reference; `none` skips it.
+    /// Python with torch for the reference (a path, or a name on the PATH); `none` skips it.
     #[arg(long, default_value = ".venv/bin/python")]
     python: String,
     /// The reference script.
@@ -94,6 +94,21 @@ pub struct BenchArgs {
     /// Also write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// `program` as a path, or, for a bare name that is not a file here (`python3`), the first
+/// file of that name on the `PATH`.
+fn find_program(program: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(program);
+    if path.exists() {
+        return Some(path);
+    }
+    if path.components().count() != 1 {
+        return None;
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(&path))
+        .find(|candidate| candidate.is_file())
 }
 
 fn parse_size(s: &str) -> anyhow::Result<(usize, usize)> {
@@ -137,13 +152,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let python = match args.python.as_str() {
         "none" | "" => None,
         p => {
-            let p = PathBuf::from(p);
-            if p.exists() {
-                Some(p)
-            } else {
-                eprintln!("{} not found: the reference is skipped", p.display());
-                None
+            let found = find_program(p);
+            if found.is_none() {
+                eprintln!("{p} not found: the reference is skipped");
             }
+            found
         }
     };
     let opts = BenchOptions {
@@ -171,15 +184,38 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         micro: args.micro,
         no_element: args.no_element,
     };
-    let report = bench::run(&opts, &command)?;
-    let md = bench::markdown(&report);
-    println!("{md}");
-    if let Some(path) = &args.markdown {
-        std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
-    }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    let write = |report: &bench::BenchReport| -> anyhow::Result<String> {
+        let md = bench::markdown(report);
+        if let Some(path) = &args.markdown {
+            std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_string_pretty(report)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(md)
+    };
+    // The reports are rewritten after every row: a run stopped part way leaves its rows.
+    let report = bench::run_with_progress(&opts, &command, |partial| {
+        if let Err(e) = write(partial) {
+            eprintln!("warning: {e:#}");
+        }
+    })?;
+    println!("{}", write(&report)?);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_python_is_a_path_or_a_name_on_the_path() {
+        let sh = find_program("sh").expect("sh on the PATH");
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+        assert_eq!(find_program(sh.to_str().unwrap()), Some(sh.clone()));
+        assert_eq!(find_program("no-such-program-anywhere"), None);
+        // A relative path with folders is taken as it is, never looked up on the PATH.
+        assert_eq!(find_program("no/such/sh"), None);
+    }
 }
