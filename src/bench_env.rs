@@ -1,6 +1,6 @@
 //! Facts about the machine for reports and benchmarks.
 
-/// "<cpu model>, <n> cores, <memory> GiB" from /proc.
+/// "<cpu model> (<vector instructions>), <n> cores, <memory> GiB" from /proc.
 pub fn machine_summary() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -20,9 +20,25 @@ pub fn machine_summary() -> String {
         })
         .unwrap_or(0);
     format!(
-        "{model}, {cores} cores, {:.0} GiB",
+        "{model} ({}), {cores} cores, {:.0} GiB",
+        simd_level(),
         mem_kib as f64 / 1048576.0
     )
+}
+
+/// The widest vector instructions the pre-processing and part-decision kernels use here.
+fn simd_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512bw") {
+            return "AVX-512";
+        }
+        if has!("avx2") {
+            return "AVX2";
+        }
+    }
+    "no AVX2: portable kernels"
 }
 
 /// Today's date (UTC) as `YYYY-MM-DD`, from the system clock.
