@@ -4,7 +4,7 @@ use std::path::Path;
 
 use unmask::detector::{Detector, DetectorConfig, DetectorError};
 use unmask::model::ModelError;
-use unmask::preprocess::{Frame, PixelFormat, Plane, Scaling, YuvColor, rgb_to_format};
+use unmask::preprocess::{Frame, OwnedFrame, PixelFormat, Scaling};
 use unmask::testing::{TinyModels, TinyScene, tiny_scene, write_tiny_models};
 
 fn config(m: &TinyModels) -> DetectorConfig {
@@ -30,22 +30,11 @@ fn frame_verdicts(
     h: usize,
     pad: usize,
 ) -> unmask::Verdict {
-    let rgb = tiny_scene(scene, w, h);
-    let planes = rgb_to_format(&rgb, w, h, format, pad);
-    let frame = Frame {
-        format,
-        width: w,
-        height: h,
-        planes: planes
-            .iter()
-            .map(|(d, s)| Plane {
-                data: d,
-                stride: *s,
-            })
-            .collect(),
-        color: YuvColor::default(),
-    };
-    detector.analyse_frames(&[frame]).unwrap().remove(0)
+    let frame = OwnedFrame::from_rgb(&tiny_scene(scene, w, h), w, h, format, pad);
+    detector
+        .analyse_frames(&[frame.as_frame()])
+        .unwrap()
+        .remove(0)
 }
 
 #[test]
@@ -339,26 +328,11 @@ fn cuda_models_get_the_cpu_inputs_and_give_the_cpu_verdicts() {
             TinyScene::MismatchedGreen,
             TinyScene::CleanBlue,
         ];
-        let planes: Vec<_> = scenes
+        let owned: Vec<_> = scenes
             .iter()
-            .map(|&s| rgb_to_format(&tiny_scene(s, w, h), w, h, format, 7))
+            .map(|&s| OwnedFrame::from_rgb(&tiny_scene(s, w, h), w, h, format, 7))
             .collect();
-        let frames: Vec<Frame> = planes
-            .iter()
-            .map(|p| Frame {
-                format,
-                width: w,
-                height: h,
-                planes: p
-                    .iter()
-                    .map(|(d, s)| Plane {
-                        data: d,
-                        stride: *s,
-                    })
-                    .collect(),
-                color: YuvColor::default(),
-            })
-            .collect();
+        let frames: Vec<Frame> = owned.iter().map(OwnedFrame::as_frame).collect();
         let (m_cpu, k_cpu) = cpu.model_inputs(&frames).unwrap();
         let (m_cuda, k_cuda) = cuda.model_inputs(&frames).unwrap();
         assert!(m_cuda.device().is_cuda() && k_cuda.device().is_cuda());
