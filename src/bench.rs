@@ -1474,12 +1474,12 @@ pub fn markdown(r: &BenchReport) -> String {
     summary(&mut s, &r.element);
     let _ = writeln!(
         s,
-        "\n### Element (sync mode) vs the floor and the PyTorch reference\n\n| device | input | format | batch | depth | element fps | floor fps (measured next to it) | element/floor | reference fps (threads) | element/reference | same verdicts | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "\n### Element (sync mode) vs the floor and the PyTorch reference\n\n| device | input | format | batch | depth | element fps | floor fps (measured next to it) | element/floor | reference fps (threads) | element/reference | same verdicts | peak RSS MiB | CUDA MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for e in &r.element {
         let _ = writeln!(
             s,
-            "| {} | {}x{} | {} | {} | {} | {:.1} | {:.1} | {:.3} | {} | {} | {} | {:.0} |",
+            "| {} | {}x{} | {} | {} | {} | {:.1} | {:.1} | {:.3} | {} | {} | {} | {:.0} | {} |",
             e.device,
             e.width,
             e.height,
@@ -1495,7 +1495,8 @@ pub fn markdown(r: &BenchReport) -> String {
             )),
             e.vs_reference.map_or("-".into(), |v| format!("{v:.2}")),
             e.agreement.map_or("-".into(), |(a, b)| format!("{a}/{b}")),
-            e.peak_rss_mib
+            e.peak_rss_mib,
+            e.cuda_mib.map_or("-".into(), |m| format!("{m:.0}"))
         );
     }
     let _ = writeln!(
