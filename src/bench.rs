@@ -95,6 +95,8 @@ pub struct BenchReport {
     pub element: Vec<ElementRow>,
     pub streams: Vec<StreamsRow>,
     pub live: Vec<LiveRow>,
+    /// The device of the streams and live rows: the first one asked for and available.
+    pub streams_device: String,
     pub micro: Vec<MicroRow>,
     pub notes: Vec<String>,
     /// False while the run is still going: the reports written after each row
@@ -1217,6 +1219,7 @@ pub fn run_with_progress(
         element: Vec::new(),
         streams: Vec::new(),
         live: Vec::new(),
+        streams_device: String::new(),
         micro: Vec::new(),
         notes: Vec::new(),
         complete: false,
@@ -1362,7 +1365,10 @@ pub fn run_with_progress(
             }
         }
     }
-    let cpu = devices.first().cloned().unwrap_or_else(|| "cpu".into());
+    // The streams and live rows run on the first device asked for (the CPU if none of them
+    // is available).
+    let streams_device = devices.first().cloned().unwrap_or_else(|| "cpu".into());
+    report.streams_device = streams_device.clone();
     if let Some(set) = sets.first() {
         for &n in &opts.streams {
             let floor = report
@@ -1371,9 +1377,9 @@ pub fn run_with_progress(
                 .find(|r| r.batch == 1)
                 .map_or(1.0, |r| r.fps);
             let per_stream = ((floor * opts.seconds / n as f64).ceil() as usize).max(16);
-            let shared = run_sync(opts, &cpu, set, (1, 1), n, true, per_stream)?;
+            let shared = run_sync(opts, &streams_device, set, (1, 1), n, true, per_stream)?;
             let batch = profile(&shared.stats[0], shared.fps).mean_batch;
-            let separate = run_sync(opts, &cpu, set, (1, 1), n, false, per_stream)?;
+            let separate = run_sync(opts, &streams_device, set, (1, 1), n, false, per_stream)?;
             let line = format!(
                 "{n} streams: shared {:.1} fps ({:.0} MiB, mean batch {batch:.1}), separate {:.1} fps ({:.0} MiB)",
                 shared.fps, shared.peak_rss_mib, separate.fps, separate.peak_rss_mib
@@ -1404,7 +1410,7 @@ pub fn run_with_progress(
             None => FrameSet::render(&render_scenes(opts.pool, w, h), w, h, format),
         };
         for &n in &opts.live_streams {
-            let row = run_live(opts, &cpu, &set, n)?;
+            let row = run_live(opts, &streams_device, &set, n)?;
             let line = format!(
                 "live {n} x {}x{} @ {} fps: analysed {:.1}/s ({:.0}%), dropped {}, mean batch {:.1}, delay p50 {:.2} ms p99 {:.2} ms max {:.2} ms, late {}",
                 w,
@@ -1527,7 +1533,8 @@ pub fn markdown(r: &BenchReport) -> String {
     if !r.streams.is_empty() {
         let _ = writeln!(
             s,
-            "\n### Several streams in one process (sync mode, batch-size 1, as fast as possible)\n\n| streams | input | format | shared engine fps (all streams) | mean batch | peak RSS MiB | one engine per stream fps | peak RSS MiB |\n|---|---|---|---|---|---|---|---|"
+            "\n### Several streams in one process ({}, sync mode, batch-size 1, as fast as possible)\n\n| streams | input | format | shared engine fps (all streams) | mean batch | peak RSS MiB | one engine per stream fps | peak RSS MiB |\n|---|---|---|---|---|---|---|---|",
+            r.streams_device
         );
         for x in &r.streams {
             let _ = writeln!(
@@ -1548,7 +1555,8 @@ pub fn markdown(r: &BenchReport) -> String {
     if !r.live.is_empty() {
         let _ = writeln!(
             s,
-            "\n### Live sources, async mode (shared engine, batch-size 1 per stream)\n\n| streams | input | fps each | frames | analysed/s | analysed | dropped | mean batch | delay p50 ms | p99 ms | max ms | frames later than 1 interval | CPU (cores) | CPU ms per analysed frame | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "\n### Live sources, async mode ({}, shared engine, batch-size 1 per stream)\n\n| streams | input | fps each | frames | analysed/s | analysed | dropped | mean batch | delay p50 ms | p99 ms | max ms | frames later than 1 interval | CPU (cores) | CPU ms per analysed frame | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            r.streams_device
         );
         for l in &r.live {
             let _ = writeln!(

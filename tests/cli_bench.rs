@@ -40,6 +40,10 @@ fn bench_element_and_python_reference_agree_on_every_frame() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["complete"], true, "the finished run's report");
+    assert_eq!(
+        report["streams_device"], "cpu",
+        "streams and live rows run on the CPU here"
+    );
     let floor = report["floor"].as_array().unwrap();
     assert_eq!(floor.len(), 2, "one floor row per batch size: {floor:?}");
     let rows = report["element"].as_array().unwrap();
