@@ -740,9 +740,10 @@ mod tests {
         }
     }
 
-    /// Frames resized in bands of rows over 2, 3 or 7 threads give the inputs of the whole
-    /// resize, bit for bit, for every format and for float and uint8 inputs in every memory
-    /// layout, of different sizes, for the first frame of a batch and the others.
+    /// Frames pre-processed over 2, 3 or 7 threads (whole frames or bands of rows, 1 to 8
+    /// frames) give the inputs of the whole resize, bit for bit, for every format and for
+    /// float and uint8 inputs in every memory layout, of different sizes, for the first frame
+    /// of a batch and the others.
     #[test]
     fn inputs_resized_in_bands_equal_the_whole_resize() {
         let (w, h) = (321, 239);
@@ -787,14 +788,19 @@ mod tests {
             for format in PixelFormat::ALL {
                 let owned = [&rgb, &other].map(|rgb| OwnedFrame::from_rgb(rgb, w, h, format, 5));
                 let frames = owned.each_ref().map(OwnedFrame::as_frame);
-                let whole = frames_to_inputs(&frames, &formats, Scaling::Crop).unwrap();
-                let banded =
-                    frames_to_inputs_on(&frames, &formats, Scaling::Crop, Some(&fork)).unwrap();
-                for (a, b) in whole.iter().zip(&banded) {
-                    assert_eq!(a.size(), b.size());
-                    assert_eq!(a.stride(), b.stride());
-                    let differ = a.ne_tensor(b).sum(Kind::Int64).int64_value(&[]);
-                    assert_eq!(differ, 0, "{format:?}, {threads} threads");
+                // Frames alternating between the two images, fewer and more than the threads.
+                for count in [1, 2, 3, 5, 8] {
+                    let frames: Vec<Frame<'_>> =
+                        (0..count).map(|i| frames[i % 2].clone()).collect();
+                    let whole = frames_to_inputs(&frames, &formats, Scaling::Crop).unwrap();
+                    let split =
+                        frames_to_inputs_on(&frames, &formats, Scaling::Crop, Some(&fork)).unwrap();
+                    for (a, b) in whole.iter().zip(&split) {
+                        assert_eq!(a.size(), b.size());
+                        assert_eq!(a.stride(), b.stride());
+                        let differ = a.ne_tensor(b).sum(Kind::Int64).int64_value(&[]);
+                        assert_eq!(differ, 0, "{format:?}, {count} frames, {threads} threads");
+                    }
                 }
             }
         }
