@@ -38,6 +38,7 @@ use crate::detector::{Detector, DetectorConfig, DetectorError, calibrated_thresh
 use crate::device::{device_name, parse_device};
 use crate::fork_join::ForkJoin;
 use crate::knowledge::KnowledgeBase;
+use crate::model::Classifier;
 use crate::partset::PartSet;
 use crate::preprocess::{Frame, Scaling};
 use crate::similarity::{Thresholds, Verdict};
@@ -229,7 +230,8 @@ pub const CANCELLED: &str = "cancelled";
 pub struct EngineOptions {
     /// Threads of one forward pass on the CPU (0: one per available core): M and K side by
     /// side or the frames in shares, see [`runs_side_by_side`]. Each thread uses one
-    /// libtorch intra-op thread.
+    /// libtorch intra-op thread. On a GPU, the threads that pre-process a pass's frames (0:
+    /// one per available core, at most [`GPU_PREPROCESS_THREADS`]).
     pub threads: usize,
     /// The largest batch this user submits (raises the engine's batch cap if larger).
     pub batch: usize,
@@ -247,10 +249,19 @@ impl Default for EngineOptions {
     }
 }
 
+/// The most threads that pre-process frames for a GPU engine by default (`threads` 0): a
+/// pass's CPU work there is its pre-processing alone, four threads bring it under the models'
+/// time at batch 16 by run 21's profile (282 µs a 640x480 frame on one thread of the H200
+/// machine, against about 110 µs of M and K), and each helper spins between passes (see
+/// [`crate::fork_join`]), which a machine serving several engines cannot give every core to.
+pub const GPU_PREPROCESS_THREADS: usize = 4;
+
 impl EngineOptions {
-    fn resolved_threads(&self) -> usize {
+    fn resolved_threads(&self, device: Device) -> usize {
+        let cores = || std::thread::available_parallelism().map_or(1, usize::from);
         match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            0 if device == Device::Cpu => cores(),
+            0 => cores().min(GPU_PREPROCESS_THREADS),
             n => n,
         }
     }
@@ -285,11 +296,7 @@ impl EngineKey {
             min_confidence: config.min_confidence.map(f32::to_bits),
             scaling: config.scaling,
             freeze: config.freeze,
-            threads: if device == Device::Cpu {
-                options.resolved_threads()
-            } else {
-                0
-            },
+            threads: options.resolved_threads(device),
         })
     }
 
@@ -300,10 +307,10 @@ impl EngineKey {
             self.classifier.display(),
             self.extractor.display(),
             self.device,
-            if self.threads > 0 {
-                format!(" ({} threads)", self.threads)
-            } else {
-                String::new()
+            match self.threads {
+                0 => String::new(),
+                n if self.device == device_name(Device::Cpu) => format!(" ({n} threads)"),
+                n => format!(" ({n} pre-processing threads)"),
             },
             if self.freeze { "" } else { ", models as saved" }
         )
@@ -416,13 +423,12 @@ impl Engine {
             path: config.classifier.clone(),
             reason,
         };
-        let fork_width = if device == Device::Cpu { threads } else { 1 };
         let worker = Worker {
             detector,
             batch_cap: batch_cap.clone(),
             stats: stats.clone(),
             threads,
-            fork: ForkJoin::new(fork_width).map_err(cannot_start)?,
+            fork: ForkJoin::new(threads).map_err(cannot_start)?,
         };
         let core = Arc::new(Mutex::new(worker));
         let worker_core = core.clone();
@@ -629,7 +635,8 @@ struct Worker {
     detector: Detector,
     batch_cap: Arc<AtomicUsize>,
     stats: Arc<Mutex<EngineStats>>,
-    /// Threads of a forward pass on the CPU (`1`: the worker's own only).
+    /// Threads of a pass (`1`: the worker's own only): on the CPU, of its forward passes; on
+    /// a GPU, of its pre-processing.
     threads: usize,
     fork: ForkJoin,
 }
@@ -910,7 +917,7 @@ impl Worker {
             let inputs = match prepared {
                 Some(inputs) => Some(inputs?),
                 None if Self::side_by_side(&self.detector, self.threads, total, next.is_some()) => {
-                    Some(self.inputs_in_shares(&frames, &mut stages)?)
+                    Some(self.inputs_on_all_threads(&frames, &mut stages)?)
                 }
                 None => None,
             };
@@ -1004,8 +1011,12 @@ impl Worker {
     ) -> Result<Vec<Analysis>, String> {
         let d = SharedDetector(&self.detector);
         let width = self.threads.max(1);
-        if width == 1 || self.detector.device() != Device::Cpu || frames.is_empty() {
-            return d.analyse(frames, stages);
+        if self.detector.device() != Device::Cpu {
+            // The frames in pieces over the threads, the models on the GPU.
+            return d.analyse(frames, stages, Some(&self.fork));
+        }
+        if width == 1 || frames.is_empty() {
+            return d.analyse(frames, stages, None);
         }
         if !runs_side_by_side(width, frames.len()) {
             // Data parallel: each thread analyses its share of the frames.
@@ -1015,7 +1026,7 @@ impl Worker {
                 .map(|chunk| {
                     move || {
                         let mut st = StageTimes::default();
-                        let r = d.analyse(chunk, &mut st);
+                        let r = d.analyse(chunk, &mut st, None);
                         (r, st)
                     }
                 })
@@ -1027,47 +1038,32 @@ impl Worker {
             }
             return Ok(out);
         }
-        let inputs = self.inputs_in_shares(frames, stages)?;
+        let inputs = self.inputs_on_all_threads(frames, stages)?;
         self.run_side_by_side(inputs, stages, None)
     }
 
-    /// The inputs of M and K for `frames`, the frames in shares over the pass's threads (one
-    /// frame: its resize in bands of rows): a pass that was not prepared ahead waits for
-    /// them, so every core helps. `stages.preprocess` gets the threads' time added up (the
-    /// wall time for one frame).
-    fn inputs_in_shares(
+    /// The inputs of M and K for `frames`, made by all the pass's threads (whole frames, or
+    /// bands of rows, see [`crate::preprocess::frames_to_inputs_on`]) into one tensor each: a
+    /// pass that was not prepared ahead waits for them, so every core helps. Against shares
+    /// of frames made on their own and concatenated, 9-10 µs less a 640x480 frame on two
+    /// threads at batch 2-6 (63-68 against 72-78 µs). `stages.preprocess` gets the wait
+    /// times the threads for a batch (their time added up), the wait for one frame.
+    fn inputs_on_all_threads(
         &self,
         frames: &[Frame<'_>],
         stages: &mut StageTimes,
     ) -> Result<(Tensor, Tensor), String> {
         let d = SharedDetector(&self.detector);
-        let width = self.threads.min(frames.len());
-        if width < 2 {
-            // One frame: its resize in bands of rows over the pass's threads.
-            let fork = (self.threads >= 2).then_some(&self.fork);
-            let t0 = Instant::now();
-            let inputs = d.inputs(frames, fork);
-            stages.preprocess += t0.elapsed();
-            return inputs;
-        }
-        let jobs: Vec<_> = frames
-            .chunks(frames.len().div_ceil(width))
-            .map(|share| {
-                move || {
-                    let t0 = Instant::now();
-                    let inputs = d.inputs(share, None);
-                    (inputs, t0.elapsed())
-                }
-            })
-            .collect();
-        let (mut m, mut k) = (Vec::new(), Vec::new());
-        for (inputs, elapsed) in self.fork.run(jobs) {
-            stages.preprocess += elapsed;
-            let (mi, ki) = inputs?;
-            m.push(mi);
-            k.push(ki);
-        }
-        Ok((Tensor::cat(&m, 0), Tensor::cat(&k, 0)))
+        let fork = (self.threads >= 2).then_some(&self.fork);
+        let t0 = Instant::now();
+        let inputs = d.inputs(frames, fork);
+        let threads = if frames.len() > 1 {
+            self.threads.clamp(1, frames.len())
+        } else {
+            1
+        };
+        stages.preprocess += t0.elapsed() * threads as u32;
+        inputs
     }
 
     /// M on this thread and K (then the parts) on a pool thread, at the same time. With
@@ -1172,8 +1168,7 @@ impl SharedDetector<'_> {
         self.0.parts_from_channels(&self.0.extractor().decide(out))
     }
 
-    /// The inputs of M and K for `frames` (each frame's resize in bands over the threads of
-    /// `fork`, if given).
+    /// The inputs of M and K for `frames` (made over the threads of `fork`, if given).
     fn inputs(
         &self,
         frames: &[Frame<'_>],
@@ -1184,11 +1179,15 @@ impl SharedDetector<'_> {
             .map_err(|e| e.to_string())
     }
 
-    /// Everything on the current thread, stage by stage.
+    /// One pass stage by stage, on the current thread (the pre-processing over the threads of
+    /// `fork`, if given). Both models are queued before either's result is read, so that on
+    /// a GPU K's kernels are launched while M's run. There the classifier's stage times the
+    /// queueing of M, the extractor's the queueing of K and the wait for both to finish.
     fn analyse(
         &self,
         frames: &[Frame<'_>],
         stages: &mut StageTimes,
+        fork: Option<&ForkJoin>,
     ) -> Result<Vec<Analysis>, String> {
         let d = self.0;
         let sync = |device: Device| {
@@ -1197,14 +1196,18 @@ impl SharedDetector<'_> {
             }
         };
         let t0 = Instant::now();
-        let (m_input, k_input) = self.inputs(frames, None)?;
+        let (m_input, k_input) = self.inputs(frames, fork)?;
         sync(d.device());
         let t1 = Instant::now();
-        let predictions = self.predict(&m_input)?;
+        let logits = d
+            .classifier()
+            .logits_prepared(&m_input)
+            .map_err(|e| e.to_string())?;
         let t2 = Instant::now();
         let out = self.raw_parts(&k_input)?;
         sync(d.device());
         let t3 = Instant::now();
+        let predictions = Classifier::predictions(&logits);
         let parts = self.parts(&out);
         let t4 = Instant::now();
         stages.preprocess += t1 - t0;
@@ -1242,4 +1245,29 @@ pub fn runs_side_by_side(threads: usize, frames: usize) -> bool {
         threads
     };
     threads >= 2 && frames > 0 && frames < shares_from
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `threads` 0 means every core for a CPU engine's passes, and at most
+    /// [`GPU_PREPROCESS_THREADS`] pre-processing threads for a GPU engine; a count is taken
+    /// as it is on both.
+    #[test]
+    fn gpu_engines_default_to_a_few_pre_processing_threads() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let auto = EngineOptions::default();
+        assert_eq!(auto.resolved_threads(Device::Cpu), cores);
+        assert_eq!(
+            auto.resolved_threads(Device::Cuda(0)),
+            cores.min(GPU_PREPROCESS_THREADS)
+        );
+        let six = EngineOptions {
+            threads: 6,
+            ..EngineOptions::default()
+        };
+        assert_eq!(six.resolved_threads(Device::Cpu), 6);
+        assert_eq!(six.resolved_threads(Device::Cuda(0)), 6);
+    }
 }

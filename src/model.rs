@@ -569,15 +569,22 @@ impl Classifier {
     /// [`Self::predict`] on an input made by [`Model::prepare`] or
     /// [`Model::prepare_frames`].
     pub fn predict_prepared(&self, input: &Tensor) -> Result<Vec<(usize, f32)>, ModelError> {
-        let logits = tch::no_grad(|| self.model.forward_prepared_checked(input))?;
-        Ok(Self::predictions(&logits))
+        Ok(Self::predictions(&self.logits_prepared(input)?))
     }
 
-    fn predictions(logits: &Tensor) -> Vec<(usize, f32)> {
-        let probs = logits.softmax(-1, Kind::Float);
+    /// Logits for an input made by [`Model::prepare`] or [`Model::prepare_frames`], without
+    /// autograd. Not read back: on a GPU the pass is only queued when this returns.
+    pub fn logits_prepared(&self, input: &Tensor) -> Result<Tensor, ModelError> {
+        tch::no_grad(|| self.model.forward_prepared_checked(input))
+    }
+
+    /// Predicted class index and softmax confidence from each row of `logits`, computed on
+    /// the CPU (logits on a GPU are read back once, `[N, classes]` floats).
+    pub fn predictions(logits: &Tensor) -> Vec<(usize, f32)> {
+        let probs = logits.to_device(Device::Cpu).softmax(-1, Kind::Float);
         let (conf, idx) = probs.max_dim(-1, false);
-        let conf = Vec::<f32>::try_from(conf.to_device(Device::Cpu)).unwrap_or_default();
-        let idx = Vec::<i64>::try_from(idx.to_device(Device::Cpu)).unwrap_or_default();
+        let conf = Vec::<f32>::try_from(conf).unwrap_or_default();
+        let idx = Vec::<i64>::try_from(idx).unwrap_or_default();
         idx.into_iter().map(|i| i as usize).zip(conf).collect()
     }
 }

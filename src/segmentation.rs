@@ -714,30 +714,44 @@ fn exp_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
 /// [`stats_cpu`] with tensor operations only, for maps on other devices.
 ///
 /// Per pixel: the winning channel (the first maximum) and its softmax probability; per
-/// image and channel: the pixel count and the summed probability (two bincounts over
-/// `image * channels + channel`). Index-tracking reductions over the channel axis
+/// image and channel: the pixel count and the summed probability, both summed into one
+/// `[2, images * channels]` tensor of doubles by a single `scatter_add` over
+/// `image * channels + channel`, which is read back once. On a GPU nothing waits for the
+/// device before that read (`bincount` reads the largest index back to size its result), and
+/// integer counts stay exact in doubles. Index-tracking reductions over the channel axis
 /// (`max_dim`, `argmax`) and one-hot maps are several times slower.
 pub fn stats_tensor(out: &Tensor) -> (Vec<i64>, Vec<f64>) {
     let (n, channels) = (out.size()[0], out.size()[1]);
+    let device = out.device();
     let max = out.amax([1].as_slice(), true); // [N,1,h,w]
     let conf = (out - &max)
         .exp_()
         .sum_dim_intlist([1].as_slice(), false, Kind::Float)
         .reciprocal_(); // [N,h,w]
-    let rank = Tensor::arange_start_step(channels, 0, -1, (Kind::Float, out.device()))
-        .view([1, channels, 1, 1]);
+    let rank =
+        Tensor::arange_start_step(channels, 0, -1, (Kind::Float, device)).view([1, channels, 1, 1]);
     // channels - index of the first maximum
     let first = (out.eq_tensor(&max).to_kind(Kind::Float) * rank).amax([1].as_slice(), false);
     let arg = (first.neg() + channels as f64).to_kind(Kind::Int64);
-    let image = Tensor::arange(n, (Kind::Int64, out.device())) * channels;
+    let image = Tensor::arange(n, (Kind::Int64, device)) * channels;
     let index = (arg + image.view([n, 1, 1])).flatten(0, -1);
-    let bins = n * channels;
-    let area = index.bincount::<Tensor>(None, bins);
-    let conf_sum = index.bincount(Some(conf.flatten(0, -1).to_kind(Kind::Double)), bins);
-    (
-        Vec::<i64>::try_from(area.to_device(Device::Cpu)).unwrap_or_default(),
-        Vec::<f64>::try_from(conf_sum.to_device(Device::Cpu)).unwrap_or_default(),
-    )
+    let pixels = index.size()[0];
+    // Row 0 counts the pixels, row 1 sums their probabilities.
+    let values = Tensor::stack(
+        &[
+            Tensor::ones([pixels], (Kind::Double, device)),
+            conf.flatten(0, -1).to_kind(Kind::Double),
+        ],
+        0,
+    );
+    let sums = Tensor::zeros([2, n * channels], (Kind::Double, device)).scatter_add(
+        1,
+        &index.unsqueeze(0).expand([2, pixels], false),
+        &values,
+    );
+    let sums = Vec::<f64>::try_from(sums.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default();
+    let (area, conf_sum) = sums.split_at(sums.len() / 2);
+    (area.iter().map(|&a| a as i64).collect(), conf_sum.to_vec())
 }
 
 #[cfg(test)]

@@ -566,3 +566,60 @@ fn frozen_and_saved_models_get_engines_of_their_own() {
     assert!(!frozen.key().describe().contains("as saved"));
     assert_eq!(engines_of(&fx).len(), 2);
 }
+
+/// With a GPU: a CUDA engine pre-processes each pass's frames over its threads (whole frames,
+/// or bands of one frame's rows) and queues both models before reading them back, and
+/// answers every frame as the CPU detector does, in passes of 1 to 5 frames of mixed formats
+/// and sizes. Without one, it says so and checks nothing.
+#[test]
+fn a_cuda_engine_pre_processes_over_its_threads_and_answers_as_the_cpu() {
+    if !unmask::device::cuda_available() {
+        eprintln!("no CUDA device: skipped");
+        return;
+    }
+    let fx = fixture();
+    let detector = fx.detector();
+    let mut config = fx.detector_config();
+    config.device = "cuda:0".into();
+    let engine = private_engine(&config, 3, 5);
+    assert!(engine.device().is_cuda());
+    let described = engine.key().describe();
+    assert!(
+        described.contains("3 pre-processing threads"),
+        "{described}"
+    );
+    let kb = engine.knowledge().clone();
+    let formats = [
+        (PixelFormat::Bgrx, 321, 239, 13),
+        (PixelFormat::I420, 96, 62, 2),
+        (PixelFormat::Nv12, 640, 480, 0),
+        (PixelFormat::Rgb, 64, 48, 0),
+    ];
+    let mut k = 0;
+    for count in [1, 2, 3, 5] {
+        let frames: Vec<Arc<OwnedFrame>> = (0..count)
+            .map(|i| {
+                let (f, w, h, pad) = formats[(k + i) % formats.len()];
+                Arc::new(owned(SCENES[(k + i) % 3], f, w, h, pad))
+            })
+            .collect();
+        k += count;
+        let sources: Vec<Box<dyn FrameSource>> = frames
+            .iter()
+            .map(|f| Box::new(f.clone()) as Box<dyn FrameSource>)
+            .collect();
+        let (analyses, _) = engine.analyse(sources).unwrap();
+        assert_eq!(analyses.len(), count);
+        for (i, (analysis, frame)) in analyses.iter().zip(&frames).enumerate() {
+            let want = detector
+                .analyse_frames(&[frame.as_frame()])
+                .unwrap()
+                .remove(0);
+            assert_same_verdict(
+                &analysis.verdict(&kb, detector.thresholds()),
+                &want,
+                &format!("frame {i} of {count}, {:?}", frame.format),
+            );
+        }
+    }
+}

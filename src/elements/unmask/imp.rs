@@ -885,8 +885,10 @@ impl ObjectImpl for Unmask {
                 glib::ParamSpecUInt::builder("threads")
                     .nick("Threads")
                     .blurb(
-                        "libtorch intra-op threads of the inference engine on the CPU (0: one \
-                         per available core)",
+                        "Threads of the inference engine: on the CPU those of a forward pass, \
+                         one libtorch intra-op thread each (0: one per available core); on a \
+                         GPU those that pre-process frames (0: one per available core, at most \
+                         4)",
                     )
                     .maximum(MAX_THREADS)
                     .default_value(DEFAULT_THREADS)
