@@ -21,6 +21,15 @@ const SCENES: [TinyScene; 3] = [
     TinyScene::CleanBlue,
 ];
 
+/// Frames of mixed formats and sizes: format, width, height, row padding.
+const MIXED_FRAMES: [(PixelFormat, usize, usize, usize); 5] = [
+    (PixelFormat::Rgb, 64, 48, 0),
+    (PixelFormat::Bgrx, 321, 239, 13),
+    (PixelFormat::I420, 96, 62, 2),
+    (PixelFormat::Nv12, 33, 17, 5),
+    (PixelFormat::Abgr, 40, 40, 0),
+];
+
 /// Live shared engines whose classifier lives in the fixture's folder.
 fn engines_of(fx: &Fixture) -> Vec<engine::EngineStatus> {
     let dir = std::fs::canonicalize(fx.dir.path()).unwrap();
@@ -180,13 +189,7 @@ fn engine_batches_requests_of_mixed_formats_and_sizes_correctly() {
     let detector = fx.detector();
     let engine = private_engine(&fx.detector_config(), 1, 1);
     let kb = engine.knowledge().clone();
-    let formats = [
-        (PixelFormat::Rgb, 64, 48, 0),
-        (PixelFormat::Bgrx, 321, 239, 13),
-        (PixelFormat::I420, 96, 62, 2),
-        (PixelFormat::Nv12, 33, 17, 5),
-        (PixelFormat::Abgr, 40, 40, 0),
-    ];
+    let formats = MIXED_FRAMES;
     let frames: Vec<Arc<OwnedFrame>> = (0..30)
         .map(|i| {
             let (f, w, h, pad) = formats[i % formats.len()];
@@ -589,12 +592,7 @@ fn a_cuda_engine_pre_processes_over_its_threads_and_answers_as_the_cpu() {
         "{described}"
     );
     let kb = engine.knowledge().clone();
-    let formats = [
-        (PixelFormat::Bgrx, 321, 239, 13),
-        (PixelFormat::I420, 96, 62, 2),
-        (PixelFormat::Nv12, 640, 480, 0),
-        (PixelFormat::Rgb, 64, 48, 0),
-    ];
+    let formats = MIXED_FRAMES;
     let mut k = 0;
     for count in [1, 2, 3, 5] {
         let frames: Vec<Arc<OwnedFrame>> = (0..count)
