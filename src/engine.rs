@@ -250,10 +250,11 @@ impl Default for EngineOptions {
 }
 
 /// The most threads that pre-process frames for a GPU engine by default (`threads` 0): a
-/// pass's CPU work there is its pre-processing alone, four threads bring it under the models'
-/// time at batch 16 by run 21's profile (282 µs a 640x480 frame on one thread of the H200
-/// machine, against about 110 µs of M and K), and each helper spins between passes (see
-/// [`crate::fork_join`]), which a machine serving several engines cannot give every core to.
+/// pass's CPU work there is its pre-processing alone, four threads would bring it under the
+/// models' time at batch 16 by run 21's profile (153–197 µs a 640x480 frame on one thread of
+/// the H200 machine, against about 110 µs of M and K; not measured yet), and each helper
+/// spins between passes (see [`crate::fork_join`]), which a machine serving several engines
+/// cannot give every core to.
 pub const GPU_PREPROCESS_THREADS: usize = 4;
 
 impl EngineOptions {
@@ -1058,7 +1059,7 @@ impl Worker {
         let t0 = Instant::now();
         let inputs = d.inputs(frames, fork);
         let threads = if frames.len() > 1 {
-            self.threads.clamp(1, frames.len())
+            self.threads.max(1)
         } else {
             1
         };

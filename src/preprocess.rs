@@ -16,7 +16,7 @@ use tch::{Device, Kind, Tensor};
 
 mod cpu;
 
-pub use cpu::{InputFormat, InputMemory, frames_to_inputs, frames_to_inputs_on};
+pub use cpu::{InputFormat, InputMemory, MIN_BAND_ROWS, frames_to_inputs, frames_to_inputs_on};
 
 /// Pixel formats understood by the pre-processor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
