@@ -54,7 +54,8 @@ pub struct BenchOptions {
     pub seconds: f64,
     /// Distinct pre-rendered frames per size and format (cycled).
     pub pool: usize,
-    /// libtorch intra-op threads (0: one per core), for the element, the floor and the reference.
+    /// Threads (0: one per core): libtorch intra-op threads of the floor and the reference,
+    /// and the element's `threads` (on a GPU its pre-processing threads; 0: at most 4).
     pub threads: usize,
     /// Python interpreter with torch for the reference (`None`: skip it).
     pub python: Option<PathBuf>,

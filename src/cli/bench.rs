@@ -48,7 +48,8 @@ pub struct BenchArgs {
     /// Distinct pre-rendered frames per size.
     #[arg(long, default_value_t = 16)]
     pool: usize,
-    /// libtorch intra-op threads (0: one per core).
+    /// Threads (0: one per core): libtorch intra-op threads of the floor and the reference,
+    /// and the element's `threads` (on a GPU its pre-processing threads; 0: at most 4).
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Devices: cpu, cuda (CUDA rows are skipped without a GPU).
