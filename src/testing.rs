@@ -193,3 +193,17 @@ pub fn tiny_scene(scene: TinyScene, width: usize, height: usize) -> Vec<u8> {
     }
     rgb
 }
+
+/// What a CUDA test prints when it skips itself for want of a GPU; on a GPU machine
+/// `scripts/bench/device-tests.sh` looks for it and counts it as a failure.
+pub const CUDA_SKIPPED: &str = "no CUDA device: skipped";
+
+/// Whether CUDA loads here. If it does not, says [`CUDA_SKIPPED`] on stderr, for a test that
+/// then checks nothing.
+pub fn cuda_or_say_skipped() -> bool {
+    let available = crate::device::cuda_available();
+    if !available {
+        eprintln!("{CUDA_SKIPPED}");
+    }
+    available
+}

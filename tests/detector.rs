@@ -310,8 +310,7 @@ fn bad_configurations_fail_with_clear_errors() {
 /// it says so and checks nothing.
 #[test]
 fn cuda_models_get_the_cpu_inputs_and_give_the_cpu_verdicts() {
-    if !unmask::device::cuda_available() {
-        eprintln!("no CUDA device: skipped");
+    if !unmask::testing::cuda_or_say_skipped() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

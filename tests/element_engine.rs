@@ -576,8 +576,7 @@ fn frozen_and_saved_models_get_engines_of_their_own() {
 /// and sizes. Without one, it says so and checks nothing.
 #[test]
 fn a_cuda_engine_pre_processes_over_its_threads_and_answers_as_the_cpu() {
-    if !unmask::device::cuda_available() {
-        eprintln!("no CUDA device: skipped");
+    if !unmask::testing::cuda_or_say_skipped() {
         return;
     }
     let fx = fixture();
