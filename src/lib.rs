@@ -27,6 +27,7 @@ pub mod nets;
 pub mod partset;
 pub mod partsworld;
 pub mod paths;
+pub mod prefetch;
 pub mod preprocess;
 pub mod report;
 pub mod resample;

@@ -6,6 +6,7 @@
 //! softmax probability `1 / sum_c exp(x_c - max)`. [`stats_cpu`] is one pass in Rust over a
 //! map in memory, [`stats_tensor`] keeps everything on the map's device.
 
+use crate::prefetch::prefetch;
 use tch::{Device, Kind, Tensor};
 
 /// [`stats_tensor`]'s result for a map on the CPU, computed in Rust in one pass over the
@@ -603,16 +604,9 @@ const PREFETCH_BYTES: usize = 2048;
 /// line out.
 #[inline(always)]
 fn prefetch_ahead(pixel: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let ahead = pixel.as_ptr().cast::<i8>().wrapping_add(PREFETCH_BYTES);
-        // SAFETY: a prefetch is a hint: it reads nothing and never faults.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(ahead);
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(128));
-        }
+    let ahead = pixel.as_ptr().cast::<u8>().wrapping_add(PREFETCH_BYTES);
+    for line in 0..3 {
+        prefetch(ahead.wrapping_add(64 * line));
     }
 }
 
