@@ -329,15 +329,15 @@ pub fn resize_interleaved_rows(
         let h = Axis::cached(width, out_w, 16, true);
         let mut mid = vec![0u8; rows.len() * samples];
         let row = |y: usize| &data[y * stride..y * stride + width];
+        let ahead_of = |y: usize| Ahead::row(data, stride, width, y + PREFETCH_ROWS);
         // Two rows at a time (rows `y` and `y + 1`): they share the weights.
         for (y, out) in rows.clone().step_by(2).zip(mid.chunks_mut(2 * samples)) {
-            let ahead = |y: usize| Ahead::row(data, stride, width, y + PREFETCH_ROWS);
             if out.len() == 2 * samples {
                 let (first, second) = out.split_at_mut(samples);
-                let mut ahead = [ahead(y), ahead(y + 1)];
+                let mut ahead = [ahead_of(y), ahead_of(y + 1)];
                 horizontal_pair(&h, [row(y), row(y + 1)], [first, second], &mut ahead);
             } else {
-                horizontal(&h, row(y), out, &mut ahead(y));
+                horizontal(&h, row(y), out, &mut ahead_of(y));
             }
         }
         mid
