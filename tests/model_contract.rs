@@ -247,6 +247,15 @@ fn frames_become_exactly_what_prepare_makes_of_their_images() {
             &nchw("6,10"),
             "channel-order=bgr\n",
         ),
+        // 35 pixels: two runs of 16 and 3 more for the interleaved normalisation.
+        write_mean_model(
+            dir.path(),
+            "normalised_odd",
+            Tensor::zeros([2, 3, 5, 7], (Kind::Float, Device::Cpu)),
+            false,
+            &nchw("5,7"),
+            "mean=0.3,0.45,0.5\nstd=0.22,0.2,0.35\n",
+        ),
         write_mean_model(
             dir.path(),
             "nhwc_u8",
@@ -260,6 +269,10 @@ fn frames_become_exactly_what_prepare_makes_of_their_images() {
         .iter()
         .map(|p| Model::load(p, Device::Cpu).unwrap())
         .collect();
+    assert!(
+        models[2].channels_last(),
+        "the odd size's interleaved layout"
+    );
     let mut contiguous = Model::load(dir.path().join("normalised.pt"), Device::Cpu).unwrap();
     assert!(contiguous.channels_last());
     contiguous.set_channels_last(false);

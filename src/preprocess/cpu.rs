@@ -145,11 +145,14 @@ impl Resized {
                 luma,
                 chroma,
                 convert,
-            } => luma
-                .iter()
-                .zip(chroma.chunks_exact(2))
-                .flat_map(|(&y, c)| convert.rgb(y, c[0], c[1]))
-                .collect(),
+            } => {
+                let mut rgb = vec![0.0; luma.len() * 3];
+                let pixels = rgb.as_chunks_mut::<3>().0.iter_mut();
+                for ((rgb, &y), c) in pixels.zip(luma).zip(chroma.as_chunks::<2>().0) {
+                    *rgb = convert.rgb(y, c[0], c[1]);
+                }
+                rgb
+            }
         }
     }
 }
@@ -191,7 +194,7 @@ impl YuvToRgb {
         let r = y + cr * self.rv;
         let g = y - cb * self.gu - cr * self.gv;
         let b = y + cb * self.bu;
-        [r, g, b].map(|v| v.clamp(0.0, 1.0))
+        [r.clamp(0.0, 1.0), g.clamp(0.0, 1.0), b.clamp(0.0, 1.0)]
     }
 }
 
@@ -392,17 +395,43 @@ impl Output {
     fn write(&self, canonical: &[f32], n: usize, first_pixel: usize) {
         let format = &self.format;
         let source = [0, 1, 2].map(|c| format.source(c));
+        let interleaved = matches!(format.memory, InputMemory::ChannelsLast | InputMemory::Nhwc);
         if format.uint8 {
             // `(x * 255.0).round().clamp(0.0, 255.0).to_kind(Uint8)`.
             self.fill(canonical, n, first_pixel, |c, rgb: &[f32; 3]| {
                 (rgb[source[c]] * 255.0).round_ties_even().clamp(0.0, 255.0) as u8
             });
+        } else if interleaved && !format.bgr {
+            self.normalise_interleaved(canonical, n, first_pixel);
         } else {
             // `x * scale + offset`, two roundings.
             let (scale, offset) = (format.scale, format.offset);
             self.fill(canonical, n, first_pixel, |c, rgb: &[f32; 3]| {
                 rgb[source[c]] * scale[c] + offset[c]
             });
+        }
+    }
+
+    /// `x * scale + offset` (two roundings) for RGB values in RGB order, interleaved in and
+    /// out: one run of values, [`PATTERN_PIXELS`] pixels at a time against the channels'
+    /// scales and offsets repeated as often, which the compiler vectorises without shuffles.
+    /// Pixel by pixel, the conversion to float and this took about a fifth of a 640x480
+    /// BGRx frame's pre-processing on one thread (`perf`), now about a twentieth.
+    fn normalise_interleaved(&self, canonical: &[f32], n: usize, first_pixel: usize) {
+        const VALUES: usize = 3 * PATTERN_PIXELS;
+        let (scale, offset) = (self.format.scale, self.format.offset);
+        let scales: [f32; VALUES] = std::array::from_fn(|j| scale[j % 3]);
+        let offsets: [f32; VALUES] = std::array::from_fn(|j| offset[j % 3]);
+        let out = self.interleaved_values::<f32>(n, first_pixel, canonical.len() / 3);
+        let (out_runs, out_rest) = out.as_chunks_mut::<VALUES>();
+        let (in_runs, in_rest) = canonical.as_chunks::<VALUES>();
+        for (o, x) in out_runs.iter_mut().zip(in_runs) {
+            for j in 0..VALUES {
+                o[j] = x[j] * scales[j] + offsets[j];
+            }
+        }
+        for (j, (o, x)) in out_rest.iter_mut().zip(in_rest).enumerate() {
+            *o = x * scales[j] + offsets[j];
         }
     }
 
@@ -416,7 +445,41 @@ impl Output {
     ) {
         let (canonical, _) = canonical.as_chunks::<3>();
         let count = canonical.len();
-        let image_pixels = (self.format.size.0 * self.format.size.1) as usize;
+        match self.format.memory {
+            InputMemory::ChannelsLast | InputMemory::Nhwc => {
+                let out = self.interleaved_values::<T>(n, first_pixel, count);
+                // Each value by its own call: `[0, 1, 2].map(..)` was left a call a pixel.
+                for (o, rgb) in out.as_chunks_mut::<3>().0.iter_mut().zip(canonical) {
+                    *o = [value(0, rgb), value(1, rgb), value(2, rgb)];
+                }
+            }
+            InputMemory::Nchw => {
+                let start = self.checked_start::<T>(n, first_pixel, count);
+                let image_pixels = self.image_pixels();
+                let data = self.data as *mut T;
+                for c in 0..3 {
+                    let start = start + c * image_pixels;
+                    // SAFETY: in bounds (checked), the tensor's storage of `T` values
+                    // outlives this call, and no other thread writes or reads these values
+                    // meanwhile.
+                    let plane = unsafe { std::slice::from_raw_parts_mut(data.add(start), count) };
+                    for (o, rgb) in plane.iter_mut().zip(canonical) {
+                        *o = value(c, rgb);
+                    }
+                }
+            }
+        }
+    }
+
+    fn image_pixels(&self) -> usize {
+        (self.format.size.0 * self.format.size.1) as usize
+    }
+
+    /// The index of the first value of pixel `first_pixel` of image `n` (of its first channel
+    /// in planar layout), after checking that `count` pixels from it lie inside the image and
+    /// the tensor holds `T` values.
+    fn checked_start<T>(&self, n: usize, first_pixel: usize, count: usize) -> usize {
+        let image_pixels = self.image_pixels();
         assert_eq!(
             self.format.uint8,
             std::mem::size_of::<T>() == 1,
@@ -426,30 +489,31 @@ impl Output {
             first_pixel + count <= image_pixels && (n + 1) * image_pixels * 3 <= self.numel,
             "pixels outside the input tensor"
         );
-        let data = self.data as *mut T;
-        // SAFETY (both arms): in bounds (asserted above) of the tensor's storage of `T`
-        // values, which outlives this call; the slices cover exactly the values of these
-        // pixels, which no other thread writes or reads meanwhile.
         match self.format.memory {
-            InputMemory::ChannelsLast | InputMemory::Nhwc => {
-                let start = (n * image_pixels + first_pixel) * 3;
-                let out = unsafe { std::slice::from_raw_parts_mut(data.add(start), count * 3) };
-                for (o, rgb) in out.as_chunks_mut::<3>().0.iter_mut().zip(canonical) {
-                    *o = [0, 1, 2].map(|c| value(c, rgb));
-                }
-            }
-            InputMemory::Nchw => {
-                for c in 0..3 {
-                    let start = (n * 3 + c) * image_pixels + first_pixel;
-                    let plane = unsafe { std::slice::from_raw_parts_mut(data.add(start), count) };
-                    for (o, rgb) in plane.iter_mut().zip(canonical) {
-                        *o = value(c, rgb);
-                    }
-                }
-            }
+            InputMemory::ChannelsLast | InputMemory::Nhwc => (n * image_pixels + first_pixel) * 3,
+            InputMemory::Nchw => n * 3 * image_pixels + first_pixel,
         }
     }
+
+    /// The values of `count` pixels from pixel `first_pixel` of image `n` of an interleaved
+    /// tensor.
+    #[allow(clippy::mut_from_ref)]
+    fn interleaved_values<T>(&self, n: usize, first_pixel: usize, count: usize) -> &mut [T] {
+        debug_assert!(matches!(
+            self.format.memory,
+            InputMemory::ChannelsLast | InputMemory::Nhwc
+        ));
+        let start = self.checked_start::<T>(n, first_pixel, count);
+        // SAFETY: in bounds (checked) of the tensor's storage of `T` values, which outlives
+        // this call; the slice covers exactly the values of these pixels, which no other
+        // thread writes or reads meanwhile (each writes pixels of its own).
+        unsafe { std::slice::from_raw_parts_mut((self.data as *mut T).add(start), count * 3) }
+    }
 }
+
+/// Pixels normalised at a time by [`Output::normalise_interleaved`]: 48 values, whole
+/// vectors of any width up to 512 bits.
+const PATTERN_PIXELS: usize = 16;
 
 #[cfg(test)]
 mod tests {
