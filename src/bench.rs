@@ -1619,12 +1619,21 @@ pub struct MicroRow {
     pub us_per_frame: f64,
 }
 
+/// "1 thread", "2 threads", …
+fn threads_named(threads: i32) -> String {
+    match threads {
+        1 => "1 thread".to_owned(),
+        n => format!("{n} threads"),
+    }
+}
+
 fn micro_time(seconds: f64, frames: usize, f: impl FnMut()) -> f64 {
     1e6 / timed_loop(seconds, frames, f)
 }
 
-/// Times the pieces of the analysis on their own (CPU): pre-processing per size and format,
-/// M and K with 1 and all threads, M and K on two threads at once, the parts decision.
+/// Times the pieces of the analysis on their own (CPU): pre-processing per size and format
+/// on one thread and over all of them (as the element's pass makes its inputs), M and K with
+/// 1 and all threads, the tensor normalisation of canonical images, the parts decision.
 pub fn micro(
     config: &DetectorConfig,
     sets: &[FrameSet],
@@ -1649,24 +1658,34 @@ pub fn micro(
     let m = detector.classifier().model();
     let k = detector.extractor().model();
     let (h, w) = m.input_size();
+    let fork = (cores >= 2)
+        .then(|| crate::fork_join::ForkJoin::new(cores as usize))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     for &batch in batches {
         tch::set_num_threads(cores);
         for set in sets {
             let frames: Vec<_> = (0..batch)
                 .map(|i| set.frames[i % set.frames.len()].as_frame())
                 .collect();
+            let name = format!(
+                "preprocess {}x{} {} batch {batch}",
+                set.width,
+                set.height,
+                set.format.gst_name()
+            );
             let us = micro_time(seconds, batch, || {
                 let _ = detector.model_inputs(&frames).expect("preprocess");
             });
-            push(
-                format!(
-                    "preprocess {}x{} {} batch {batch}",
-                    set.width,
-                    set.height,
-                    set.format.gst_name()
-                ),
-                us,
-            );
+            push(format!("{name}, {}", threads_named(1)), us);
+            if let Some(fork) = &fork {
+                let us = micro_time(seconds, batch, || {
+                    let _ = detector
+                        .model_inputs_on(&frames, Some(fork))
+                        .expect("preprocess");
+                });
+                push(format!("{name}, {}", threads_named(cores)), us);
+            }
         }
         let images = Tensor::rand([batch as i64, 3, h, w], (Kind::Float, Device::Cpu));
         let (m_in, k_in) = model_inputs(&detector, batch, sets.first())?;
@@ -1678,23 +1697,35 @@ pub fn micro(
             let us = micro_time(seconds, batch, || {
                 let _ = m.forward_prepared(&m_in).expect("M");
             });
-            push(format!("M forward batch {batch}, {threads} threads"), us);
+            push(
+                format!("M forward batch {batch}, {}", threads_named(threads)),
+                us,
+            );
             let us = micro_time(seconds, batch, || {
                 let _ = k.forward_prepared(&k_in).expect("K");
             });
-            push(format!("K forward batch {batch}, {threads} threads"), us);
+            push(
+                format!("K forward batch {batch}, {}", threads_named(threads)),
+                us,
+            );
             let us = micro_time(seconds, batch, || {
                 let _ = m.forward_prepared(&m_in).expect("M");
                 let _ = k.forward_prepared(&k_in).expect("K");
             });
-            push(format!("M then K batch {batch}, {threads} threads"), us);
+            push(
+                format!("M then K batch {batch}, {}", threads_named(threads)),
+                us,
+            );
         }
         tch::set_num_threads(cores);
         let us = micro_time(seconds, batch, || {
             let _ = m.prepare(&images);
             let _ = k.prepare(&images);
         });
-        push(format!("normalise for M and K batch {batch}"), us);
+        push(
+            format!("canonical images to M's and K's inputs (tensor ops) batch {batch}"),
+            us,
+        );
         let us = micro_time(seconds, batch, || {
             let _ = detector.extractor().decide(&k_out);
         });

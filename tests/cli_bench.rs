@@ -133,3 +133,63 @@ fn a_stopped_bench_leaves_a_partial_report_of_its_rows() {
     assert!(md.contains("partial report"), "{md}");
     assert!(md.contains("| cpu | 160x120 | BGRx | 1 | 1 |"), "{md}");
 }
+
+/// `--micro` times each stage on its own: pre-processing per size, format and batch on one
+/// thread and over the element's threads, both models with one and all threads, the parts
+/// decision; every row a positive time per frame.
+#[test]
+fn the_stages_are_timed_on_one_thread_and_over_the_elements_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let ran = Ran::new(
+        unmask_cli()
+            .args(["bench", "--micro", "--no-element", "--threads", "2"])
+            .args(["--sizes", "160x120", "--formats", "BGRx,I420"])
+            .args(["--batches", "1,3", "--seconds", "0.05", "--pool", "4"])
+            .args(["--python", "none", "--streams", "0", "--live-streams", "0"])
+            .args(["--devices", "cpu"])
+            .arg("--work-dir")
+            .arg(dir.path())
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(ran.code, Some(0), "{ran}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows: Vec<(String, f64)> = report["micro"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["what"].as_str().unwrap().to_owned(),
+                r["us_per_frame"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for batch in [1, 3] {
+        for format in ["BGRx", "I420"] {
+            for threads in ["1 thread", "2 threads"] {
+                expected.push(format!(
+                    "preprocess 160x120 {format} batch {batch}, {threads}"
+                ));
+            }
+        }
+        for threads in ["1 thread", "2 threads"] {
+            for model in ["M forward", "K forward", "M then K"] {
+                expected.push(format!("{model} batch {batch}, {threads}"));
+            }
+        }
+        expected.push(format!("parts decision batch {batch}"));
+    }
+    for what in &expected {
+        let row = rows.iter().find(|(w, _)| w == what);
+        assert!(
+            row.is_some_and(|(_, us)| us.is_finite() && *us > 0.0),
+            "{what}: {row:?} in {rows:?}"
+        );
+    }
+}
