@@ -857,13 +857,8 @@ fn vertical_avx2(axis: &Axis, weights: &[i16], window: &[u8], out: &mut [u8], fr
         // Samples `x..x+8` and `x+8..x+16`.
         let (mut low, mut high) = (_mm256_setzero_si256(), _mm256_setzero_si256());
         for j in (0..rows).step_by(2) {
-            // An odd last row goes with itself and a zero weight.
-            let (k, next) = if j + 1 < rows {
-                (j + 1, weights[j + 1])
-            } else {
-                (j, 0)
-            };
-            let w = _mm256_set1_epi32(i32::from(weights[j] as u16) | (i32::from(next) << 16));
+            let (k, pair) = row_pair(weights, j);
+            let w = _mm256_set1_epi32(pair);
             // SAFETY: rows `j` and `k < rows` hold `n >= x + 16` samples each in `window`
             // (asserted above).
             let (a, b) = unsafe {
@@ -918,13 +913,8 @@ fn vertical_avx512(axis: &Axis, weights: &[i16], window: &[u8], out: &mut [u8]) 
         // `x+16..x+24`, `high` samples `x+8..x+16` and `x+24..x+32`.
         let (mut low, mut high) = (_mm512_setzero_si512(), _mm512_setzero_si512());
         for j in (0..rows).step_by(2) {
-            // An odd last row goes with itself and a zero weight.
-            let (k, next) = if j + 1 < rows {
-                (j + 1, weights[j + 1])
-            } else {
-                (j, 0)
-            };
-            let w = _mm512_set1_epi32(i32::from(weights[j] as u16) | (i32::from(next) << 16));
+            let (k, pair) = row_pair(weights, j);
+            let w = _mm512_set1_epi32(pair);
             // SAFETY: rows `j` and `k < rows` hold `n >= x + 32` samples each in `window`
             // (asserted above).
             let (a, b) = unsafe {
@@ -944,6 +934,18 @@ fn vertical_avx512(axis: &Axis, weights: &[i16], window: &[u8], out: &mut [u8]) 
     }
     // The CPU has AVX2: this function's features include it.
     vertical_avx2(axis, weights, window, out, done);
+}
+
+/// Row `j` of a vertical window and the row that goes with it in one `madd`, with their two
+/// weights packed in 32 bits (row `j`'s in the low half): an odd last row goes with itself
+/// and a zero weight.
+#[inline(always)]
+fn row_pair(weights: &[i16], j: usize) -> (usize, i32) {
+    let (k, next) = match weights.get(j + 1) {
+        Some(&next) => (j + 1, next),
+        None => (j, 0),
+    };
+    (k, i32::from(weights[j] as u16) | (i32::from(next) << 16))
 }
 
 /// The 16 bytes of a vector.

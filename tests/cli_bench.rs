@@ -147,11 +147,9 @@ fn the_stages_are_timed_on_one_thread_and_over_the_elements_threads() {
             .args(["--sizes", "160x120", "--formats", "BGRx,I420"])
             .args(["--batches", "1,3", "--seconds", "0.05", "--pool", "4"])
             .args(["--python", "none", "--streams", "0", "--live-streams", "0"])
-            .args(["--devices", "cpu"])
-            .arg("--work-dir")
-            .arg(dir.path())
-            .arg("--json")
-            .arg(&json)
+            .arg("--devices=cpu")
+            .arg(format!("--work-dir={}", dir.path().display()))
+            .arg(format!("--json={}", json.display()))
             .output()
             .unwrap(),
     );
