@@ -892,7 +892,7 @@ fn vertical_avx2(axis: &Axis, weights: &[i16], window: &[u8], out: &mut [u8], fr
 }
 
 /// [`vertical_avx2`] with 512-bit vectors: 32 samples at a time, half the instructions per
-/// sample (a sixth of the pre-processing's time went to this pass at 640x480 on one
+/// sample (about a tenth of the pre-processing's time went to this pass at 640x480 on one
 /// thread with 256-bit vectors). What is left after the last 32 goes to [`vertical_avx2`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
@@ -939,6 +939,7 @@ fn vertical_avx512(axis: &Axis, weights: &[i16], window: &[u8], out: &mut [u8]) 
 /// Row `j` of a vertical window and the row that goes with it in one `madd`, with their two
 /// weights packed in 32 bits (row `j`'s in the low half): an odd last row goes with itself
 /// and a zero weight.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn row_pair(weights: &[i16], j: usize) -> (usize, i32) {
     let (k, next) = match weights.get(j + 1) {

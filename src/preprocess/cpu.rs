@@ -207,7 +207,7 @@ impl YuvToRgb {
     /// [`PATTERN_PIXELS`] pixels at a time the bytes are scaled by the same divisions as the
     /// tables' (correctly rounded either way, so the same floats), which the compiler
     /// vectorises; a pixel at a time with the tables' look-ups, 640x480 I420 spent about a
-    /// ninth of its pre-processing on one thread here. The rest go a pixel at a time.
+    /// tenth of its pre-processing on one thread here. The rest go a pixel at a time.
     fn pixels(&self, luma: &[u8], chroma: &[u8]) -> Vec<f32> {
         const N: usize = PATTERN_PIXELS;
         assert_eq!(chroma.len(), 2 * luma.len(), "two chroma bytes a pixel");
@@ -487,7 +487,8 @@ impl Output {
         match self.format.memory {
             InputMemory::ChannelsLast | InputMemory::Nhwc => {
                 let out = self.interleaved_values::<T>(n, first_pixel, count);
-                // Each value by its own call: `[0, 1, 2].map(..)` was left a call a pixel.
+                // Each value by its own call: `[0, 1, 2].map(..)` stayed a function call
+                // per pixel, never inlined.
                 for (o, rgb) in out.as_chunks_mut::<3>().0.iter_mut().zip(canonical) {
                     *o = [value(0, rgb), value(1, rgb), value(2, rgb)];
                 }
