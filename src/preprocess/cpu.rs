@@ -154,8 +154,9 @@ impl Resized {
 /// a float tensor).
 #[derive(Debug, Clone, Copy)]
 struct YuvToRgb {
-    scaled: &'static ScaledYuv,
-    /// Luma is `(y - luma_from) / luma_over`, chroma `(c - 128) / chroma_over`.
+    /// Luma is `(y - luma_from) / luma_over`, chroma `(c - 128) / chroma_over`: luma `y /
+    /// 255` (full range, `y - 0` is `y` exactly) or `(y - 16) / 219` (limited), chroma `(c -
+    /// 128) / 255` or `(c - 128) / 224`.
     luma_from: f32,
     luma_over: f32,
     chroma_over: f32,
@@ -168,13 +169,12 @@ struct YuvToRgb {
 impl YuvToRgb {
     fn new(color: YuvColor) -> Self {
         let (rv, gu, gv, bu) = color.matrix.coefficients();
-        let (scaled, (luma_from, luma_over, chroma_over)) = if color.full_range {
-            (&FULL_RANGE, FULL_RANGE_DIVISIONS)
+        let (luma_from, luma_over, chroma_over) = if color.full_range {
+            (0.0, 255.0, 255.0)
         } else {
-            (&LIMITED_RANGE, LIMITED_RANGE_DIVISIONS)
+            (16.0, 219.0, 224.0)
         };
         Self {
-            scaled,
             luma_from,
             luma_over,
             chroma_over,
@@ -185,29 +185,26 @@ impl YuvToRgb {
         }
     }
 
-    /// One pixel, its scaled values looked up.
+    /// One pixel.
     #[inline(always)]
     fn rgb(&self, y: u8, cb: u8, cr: u8) -> [f32; 3] {
-        self.rgb_of_scaled(
-            self.scaled.luma[usize::from(y)],
-            self.scaled.chroma[usize::from(cb)],
-            self.scaled.chroma[usize::from(cr)],
-        )
-    }
-
-    #[inline(always)]
-    fn rgb_of_scaled(&self, y: f32, cb: f32, cr: f32) -> [f32; 3] {
+        let y = (f32::from(y) - self.luma_from) / self.luma_over;
+        let (cb, cr) = (self.chroma(cb), self.chroma(cr));
         let r = y + cr * self.rv;
         let g = y - cb * self.gu - cr * self.gv;
         let b = y + cb * self.bu;
         [r.clamp(0.0, 1.0), g.clamp(0.0, 1.0), b.clamp(0.0, 1.0)]
     }
 
-    /// The pixels of `luma` with their interleaved chroma (Cb, Cr), three values a pixel.
-    /// [`PATTERN_PIXELS`] pixels at a time the bytes are scaled by the same divisions as the
-    /// tables' (correctly rounded either way, so the same floats), which the compiler
-    /// vectorises; a pixel at a time with the tables' look-ups, 640x480 I420 spent about a
-    /// tenth of its pre-processing on one thread here. The rest go a pixel at a time.
+    #[inline(always)]
+    fn chroma(&self, c: u8) -> f32 {
+        (f32::from(c) - 128.0) / self.chroma_over
+    }
+
+    /// The pixels of `luma` with their interleaved chroma (Cb, Cr), three values a pixel,
+    /// [`PATTERN_PIXELS`] at a time in a loop the compiler vectorises, divisions included
+    /// (a pixel at a time through look-up tables, 640x480 I420 spent about a tenth of its
+    /// pre-processing on one thread here). The rest go a pixel at a time.
     fn pixels(&self, luma: &[u8], chroma: &[u8]) -> Vec<f32> {
         const N: usize = PATTERN_PIXELS;
         assert_eq!(chroma.len(), 2 * luma.len(), "two chroma bytes a pixel");
@@ -217,14 +214,8 @@ impl YuvToRgb {
         let (chroma_blocks, chroma_rest) = chroma.as_chunks::<{ 2 * N }>();
         let blocks = out_blocks.iter_mut().zip(luma_blocks).zip(chroma_blocks);
         for ((out, luma), chroma) in blocks {
-            let (mut y, mut cb, mut cr) = ([0f32; N], [0f32; N], [0f32; N]);
-            for i in 0..N {
-                y[i] = (f32::from(luma[i]) - self.luma_from) / self.luma_over;
-                cb[i] = (f32::from(chroma[2 * i]) - 128.0) / self.chroma_over;
-                cr[i] = (f32::from(chroma[2 * i + 1]) - 128.0) / self.chroma_over;
-            }
             for (i, out) in out.as_chunks_mut::<3>().0.iter_mut().enumerate() {
-                *out = self.rgb_of_scaled(y[i], cb[i], cr[i]);
+                *out = self.rgb(luma[i], chroma[2 * i], chroma[2 * i + 1]);
             }
         }
         let rest = out_rest.as_chunks_mut::<3>().0.iter_mut();
@@ -234,38 +225,6 @@ impl YuvToRgb {
         rgb
     }
 }
-
-/// [`ScaledYuv`]'s divisions `(luma from, luma over, chroma over)`: luma `(y - from) / over`,
-/// chroma `(c - 128) / over` (`y - 0` is `y`, exactly).
-const FULL_RANGE_DIVISIONS: (f32, f32, f32) = (0.0, 255.0, 255.0);
-const LIMITED_RANGE_DIVISIONS: (f32, f32, f32) = (16.0, 219.0, 224.0);
-
-/// The first step of [`super::yuv_to_rgb`] for every byte value, in float: luma `y / 255`
-/// (full range) or `(y - 16) / 219` (limited), chroma `(c - 128) / 255` or `(c - 128) /
-/// 224`. Made at compile time, each entry the same correctly rounded division, so a
-/// pixel's conversion does not divide.
-#[derive(Debug)]
-struct ScaledYuv {
-    luma: [f32; 256],
-    chroma: [f32; 256],
-}
-
-impl ScaledYuv {
-    const fn new((luma_from, luma_over, chroma_over): (f32, f32, f32)) -> Self {
-        let (mut luma, mut chroma) = ([0f32; 256], [0f32; 256]);
-        let mut byte = 0;
-        while byte < 256 {
-            let v = byte as f32;
-            luma[byte] = (v - luma_from) / luma_over;
-            chroma[byte] = (v - 128.0) / chroma_over;
-            byte += 1;
-        }
-        Self { luma, chroma }
-    }
-}
-
-static FULL_RANGE: ScaledYuv = ScaledYuv::new(FULL_RANGE_DIVISIONS);
-static LIMITED_RANGE: ScaledYuv = ScaledYuv::new(LIMITED_RANGE_DIVISIONS);
 
 /// Frames (of any formats) in `formats`, one tensor each, on the CPU: each frame is resized
 /// once per distinct input size, then every tensor that size takes its values in one pass.
