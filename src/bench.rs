@@ -1631,9 +1631,44 @@ fn micro_time(seconds: f64, frames: usize, f: impl FnMut()) -> f64 {
     1e6 / timed_loop(seconds, frames, f)
 }
 
+/// Microseconds per frame of `f` (`frames` frames a call, given the call's number), each
+/// call timed on its own right after `before` (untimed), for about `seconds` in all.
+fn micro_time_after(
+    seconds: f64,
+    frames: usize,
+    before: impl Fn(),
+    mut f: impl FnMut(usize),
+) -> f64 {
+    for call in 0..2 {
+        before();
+        f(call);
+    }
+    let start = Instant::now();
+    let mut timed = Duration::ZERO;
+    let mut calls = 0;
+    while start.elapsed().as_secs_f64() < seconds || calls < 3 {
+        before();
+        let t = Instant::now();
+        f(calls);
+        timed += t.elapsed();
+        calls += 1;
+    }
+    timed.as_secs_f64() * 1e6 / (calls * frames) as f64
+}
+
+/// How the micro-benchmark's rows name pre-processing timed right after a forward pass of
+/// M and K, on the next frames of the pool (as the element goes from one pass to the next).
+pub const AFTER_PASS: &str = "right after a pass of M and K";
+
+/// How the micro-benchmark's rows name the parts decision on K's fresh map.
+pub const AFTER_K: &str = "right after K's forward pass";
+
 /// Times the pieces of the analysis on their own (CPU): pre-processing per size and format
-/// on one thread and over all of them (as the element's pass makes its inputs), M and K with
-/// 1 and all threads, the tensor normalisation of canonical images, the parts decision.
+/// on one thread and over all of them (as the element's pass makes its inputs), each with
+/// the same frames over and over and with the next frames of the pool right after a pass of
+/// the models (as in the element, where it costs more), M and K with 1 and all threads, the
+/// tensor normalisation of canonical images, the parts decision on its own and right after
+/// K's forward pass.
 pub fn micro(
     config: &DetectorConfig,
     sets: &[FrameSet],
@@ -1662,8 +1697,31 @@ pub fn micro(
         .then(|| crate::fork_join::ForkJoin::new(cores as usize))
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    let models = SharedModels(m.module(), k.module());
     for &batch in batches {
         tch::set_num_threads(cores);
+        let (m_in, k_in) = model_inputs(&detector, batch, sets.first())?;
+        // A pass as the element runs small batches at depth 1 (one intra-op thread each): M
+        // and K side by side over the fork's threads, or one after the other on this one.
+        let pass = || match &fork {
+            Some(fork) => {
+                let (mi, ki) = (m_in.shallow_clone(), k_in.shallow_clone());
+                let s = models;
+                let jobs: Vec<Box<dyn FnOnce() + Send>> = vec![
+                    Box::new(move || {
+                        let _ = forward_flushed(s.0, &mi).expect("M");
+                    }),
+                    Box::new(move || {
+                        let _ = forward_flushed(s.1, &ki).expect("K");
+                    }),
+                ];
+                fork.run(jobs);
+            }
+            None => {
+                let _ = forward_flushed(models.0, &m_in).expect("M");
+                let _ = forward_flushed(models.1, &k_in).expect("K");
+            }
+        };
         for set in sets {
             let frames: Vec<_> = (0..batch)
                 .map(|i| set.frames[i % set.frames.len()].as_frame())
@@ -1686,9 +1744,33 @@ pub fn micro(
                 });
                 push(format!("{name}, {}", threads_named(cores)), us);
             }
+            // As in the element: each batch the next frames of the pool, right after the
+            // models' pass has filled the cores' caches with their weights and activations.
+            let pool: Vec<_> = set.frames.iter().map(|f| f.as_frame()).collect();
+            let batch_of = |call: usize| -> Vec<_> {
+                (0..batch)
+                    .map(|i| pool[(call * batch + i) % pool.len()].clone())
+                    .collect()
+            };
+            tch::set_num_threads(1);
+            let us = micro_time_after(seconds, batch, pass, |call| {
+                let _ = detector.model_inputs(&batch_of(call)).expect("preprocess");
+            });
+            push(format!("{name}, {}, {AFTER_PASS}", threads_named(1)), us);
+            if let Some(fork) = &fork {
+                let us = micro_time_after(seconds, batch, pass, |call| {
+                    let _ = detector
+                        .model_inputs_on(&batch_of(call), Some(fork))
+                        .expect("preprocess");
+                });
+                push(
+                    format!("{name}, {}, {AFTER_PASS}", threads_named(cores)),
+                    us,
+                );
+            }
+            tch::set_num_threads(cores);
         }
         let images = Tensor::rand([batch as i64, 3, h, w], (Kind::Float, Device::Cpu));
-        let (m_in, k_in) = model_inputs(&detector, batch, sets.first())?;
         let k_out = k.forward_prepared(&k_in).map_err(anyhow::Error::msg)?;
         let mut counts = vec![1, cores];
         counts.dedup();
@@ -1730,6 +1812,20 @@ pub fn micro(
             let _ = detector.extractor().decide(&k_out);
         });
         push(format!("parts decision batch {batch}"), us);
+        // As in the element: K's fresh map (K on one thread), decided on the thread that
+        // ran K.
+        tch::set_num_threads(1);
+        let fresh = std::cell::Cell::new(None);
+        let us = micro_time_after(
+            seconds,
+            batch,
+            || fresh.set(Some(k.forward_prepared(&k_in).expect("K"))),
+            |_| {
+                let out = fresh.take().expect("K's map");
+                let _ = detector.extractor().decide(&out);
+            },
+        );
+        push(format!("parts decision batch {batch}, {AFTER_K}"), us);
         tch::set_num_threads(cores);
     }
     Ok(rows)

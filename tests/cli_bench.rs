@@ -6,6 +6,8 @@ mod common;
 
 use std::path::Path;
 
+use unmask::bench::{AFTER_K, AFTER_PASS};
+
 use common::*;
 
 #[test]
@@ -135,8 +137,9 @@ fn a_stopped_bench_leaves_a_partial_report_of_its_rows() {
 }
 
 /// `--micro` times each stage on its own: pre-processing per size, format and batch on one
-/// thread and over the element's threads, both models with one and all threads, the parts
-/// decision; every row a positive time per frame.
+/// thread and over the element's threads (with the frame in the cache, and right after a
+/// pass of the models, as in the element), both models with one and all threads, the parts
+/// decision (on its own and right after K); every row a positive time per frame.
 #[test]
 fn the_stages_are_timed_on_one_thread_and_over_the_elements_threads() {
     let dir = tempfile::tempdir().unwrap();
@@ -171,9 +174,9 @@ fn the_stages_are_timed_on_one_thread_and_over_the_elements_threads() {
     for batch in [1, 3] {
         for format in ["BGRx", "I420"] {
             for threads in ["1 thread", "2 threads"] {
-                expected.push(format!(
-                    "preprocess 160x120 {format} batch {batch}, {threads}"
-                ));
+                let row = format!("preprocess 160x120 {format} batch {batch}, {threads}");
+                expected.push(format!("{row}, {AFTER_PASS}"));
+                expected.push(row);
             }
         }
         for threads in ["1 thread", "2 threads"] {
@@ -182,6 +185,7 @@ fn the_stages_are_timed_on_one_thread_and_over_the_elements_threads() {
             }
         }
         expected.push(format!("parts decision batch {batch}"));
+        expected.push(format!("parts decision batch {batch}, {AFTER_K}"));
     }
     for what in &expected {
         let row = rows.iter().find(|(w, _)| w == what);
