@@ -17,7 +17,7 @@
 //!
 //! Tests compare it with libtorch on many sizes, bit for bit.
 
-use crate::prefetch::prefetch;
+use crate::prefetch::{prefetch, prefetch_l2};
 use std::cell::RefCell;
 use std::ops::Range;
 use std::rc::Rc;
@@ -329,6 +329,8 @@ pub fn resize_interleaved_rows(
         let h = Axis::cached(width, out_w, 16, true);
         let mut mid = vec![0u8; rows.len() * samples];
         let row = |y: usize| &data[y * stride..y * stride + width];
+        // Rows of planes are short (17 lines of a 1080p crop's luma): asked for 4 rows ahead
+        // only, the element was as fast as with a row further down into the second level.
         let ahead_of = |y: usize| Ahead::row(data, stride, width, y + PREFETCH_ROWS);
         // Two rows at a time (rows `y` and `y + 1`): they share the weights.
         for (y, out) in rows.clone().step_by(2).zip(mid.chunks_mut(2 * samples)) {
@@ -347,7 +349,7 @@ pub fn resize_interleaved_rows(
         let pixels = Interleaved::new(bpp, channels);
         let mut mid = vec![0u8; rows.len() * samples];
         for (y, out) in rows.clone().zip(mid.chunks_exact_mut(samples)) {
-            let mut ahead = Ahead::row(data, stride, row_bytes, y + PREFETCH_ROWS);
+            let mut ahead = Ahead::of(data, stride, row_bytes, y);
             // The row and whatever follows it: a group's vector load (4 or 8 pixels) may read
             // up to 16 bytes past the last one (`PairedAxis::vectorised` keeps it inside).
             let rest = &data[y * stride..];
@@ -431,13 +433,25 @@ impl RowKernel {
 /// stops at the end of each page, and a 1080p frame comes from memory, not the cache.
 const PREFETCH_ROWS: usize = 4;
 
+/// How many rows ahead of the one being resized [`Ahead::of`] also asks into the
+/// second-level cache only (rows of packed pixels), so that the row is on its way from
+/// memory well before it is asked into the first. In the element (`unmask bench`, 1080p
+/// BGRx, depth 1, alternated three times) the profile's pre-processing went from 423–467 to
+/// 375–407 µs a frame at batch 1 and from 781–804 to 720–739 at batch 4; at 640x480 it did
+/// not change. In `unmask bench --micro` right after a pass of the models, 8 rows ahead did
+/// about as well, 16 and 24 less, a third row into the first level (8 ahead) worse.
+const PREFETCH_L2_ROWS: usize = 12;
+
 /// A row further down a plane, asked into the cache a few 64-byte lines at a time while
 /// another row is resized. Asked all at once at the start of the row, the requests outnumber
 /// the misses a core can track, and the arithmetic waits behind them; spread over the row's
 /// outputs (a kernel calls [`Ahead::pace`], then [`Ahead::step`] as it goes and
-/// [`Ahead::rest`] at the end), they arrive while it computes.
+/// [`Ahead::rest`] at the end), they arrive while it computes. Each line asked for comes
+/// with the same line of a row further down, asked into the second-level cache only.
 struct Ahead<'a> {
     row: &'a [u8],
+    /// A row further down, asked into the second-level cache line by line with `row`'s.
+    further: &'a [u8],
     /// The offset of the next line to ask for.
     next: usize,
     /// Bytes asked for per step.
@@ -445,11 +459,22 @@ struct Ahead<'a> {
 }
 
 impl<'a> Ahead<'a> {
-    /// Row `y` of `row_bytes` bytes (rows `stride` apart) of `data`, what of it lies inside.
-    fn row(data: &'a [u8], stride: usize, row_bytes: usize, y: usize) -> Self {
-        let start = (y * stride).min(data.len());
+    /// What to ask for while row `y` of `row_bytes` bytes (rows `stride` apart) of `data` is
+    /// resized: the row [`PREFETCH_ROWS`] ahead into every level of the cache, and the one
+    /// [`PREFETCH_L2_ROWS`] ahead into the second.
+    fn of(data: &'a [u8], stride: usize, row_bytes: usize, y: usize) -> Self {
         Self {
-            row: &data[start..(start + row_bytes).min(data.len())],
+            further: row_inside(data, stride, row_bytes, y + PREFETCH_L2_ROWS),
+            ..Self::row(data, stride, row_bytes, y + PREFETCH_ROWS)
+        }
+    }
+
+    /// Row `y` of `row_bytes` bytes (rows `stride` apart) of `data` alone, what of it lies
+    /// inside.
+    fn row(data: &'a [u8], stride: usize, row_bytes: usize, y: usize) -> Self {
+        Self {
+            row: row_inside(data, stride, row_bytes, y),
+            further: &[],
             next: 0,
             per_step: 0,
         }
@@ -483,9 +508,18 @@ impl<'a> Ahead<'a> {
     fn ask(&mut self, end: usize) {
         while self.next < end {
             prefetch(self.row[self.next..].as_ptr());
+            if self.next < self.further.len() {
+                prefetch_l2(self.further[self.next..].as_ptr());
+            }
             self.next += 64;
         }
     }
+}
+
+/// Row `y` of `row_bytes` bytes (rows `stride` apart) of `data`, what of it lies inside.
+fn row_inside(data: &[u8], stride: usize, row_bytes: usize, y: usize) -> &[u8] {
+    let start = (y * stride).min(data.len());
+    &data[start..(start + row_bytes).min(data.len())]
 }
 
 /// Interleaved pixels: `bpp` bytes each, the channels kept at byte offsets `channels`.
@@ -1485,7 +1519,8 @@ mod tests {
 
     /// A row ahead asks for each of its lines once, in order: at most its share per step,
     /// all of them over the steps it is paced for; what a kernel leaves (fewer steps) comes
-    /// with the rest.
+    /// with the rest. The rows asked for while a row is resized are the right ones, clipped
+    /// to the plane.
     #[test]
     fn a_row_ahead_is_asked_for_line_by_line_over_its_steps() {
         let data = vec![0u8; 5000];
@@ -1510,6 +1545,17 @@ mod tests {
         // A row past the end of the plane asks for what lies inside it.
         assert_eq!(Ahead::row(&data, 1000, 1480, 4).row.len(), 1000);
         assert!(Ahead::row(&data, 1000, 480, 9).row.is_empty());
+        // While row `y` is resized: the row `PREFETCH_ROWS` ahead, and into the second
+        // level the one `PREFETCH_L2_ROWS` ahead, each what of it lies inside the plane.
+        let offset = |bytes: &[u8]| bytes.as_ptr() as usize - data.as_ptr() as usize;
+        let ahead = Ahead::of(&data, 100, 80, 2);
+        assert_eq!(offset(ahead.row), (2 + PREFETCH_ROWS) * 100);
+        assert_eq!(offset(ahead.further), (2 + PREFETCH_L2_ROWS) * 100);
+        assert_eq!((ahead.row.len(), ahead.further.len()), (80, 80));
+        let near_the_end = Ahead::of(&data, 450, 480, 0);
+        assert_eq!(offset(near_the_end.row), PREFETCH_ROWS * 450);
+        assert_eq!(near_the_end.row.len(), 480);
+        assert!(near_the_end.further.is_empty());
     }
 
     #[test]
