@@ -32,6 +32,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::detector::{Detector, DetectorConfig};
 use crate::device::{cuda_available, device_name, parse_device};
+use crate::fork_join::ForkJoin;
 use crate::meta::UnmaskMeta;
 use crate::model::forward_flushed;
 use crate::partsworld::{Scene, SceneOptions};
@@ -534,7 +535,7 @@ impl FloorBench {
             self.detector.classifier().model().module(),
             self.detector.extractor().model().module(),
         );
-        let fork = crate::fork_join::ForkJoin::new(self.threads).expect("fork-join threads");
+        let fork = ForkJoin::new(self.threads).expect("fork-join threads");
         let (batch, threads) = (self.batch, self.threads);
         let (m_in, k_in) = (&self.m_in, &self.k_in);
         if shares {
@@ -555,19 +556,7 @@ impl FloorBench {
                 fork.run(jobs);
             })
         } else {
-            timed_loop(seconds, batch, || {
-                let (mi, ki) = (m_in.shallow_clone(), k_in.shallow_clone());
-                let s = shared;
-                let jobs: Vec<Box<dyn FnOnce() + Send>> = vec![
-                    Box::new(move || {
-                        let _ = forward_flushed(s.0, &mi).expect("M");
-                    }),
-                    Box::new(move || {
-                        let _ = forward_flushed(s.1, &ki).expect("K");
-                    }),
-                ];
-                fork.run(jobs);
-            })
+            timed_loop(seconds, batch, || side_by_side(&fork, shared, m_in, k_in))
         }
     }
 }
@@ -672,6 +661,21 @@ pub fn adjacent_floor(
 /// [`forward_flushed`], as the element's models run).
 #[derive(Clone, Copy)]
 struct SharedModels<'a>(&'a tch::CModule, &'a tch::CModule);
+
+/// M on one of `fork`'s threads and K on another, each on its whole input, as the element
+/// runs them side by side.
+fn side_by_side(fork: &ForkJoin, models: SharedModels<'_>, m_in: &Tensor, k_in: &Tensor) {
+    let (mi, ki) = (m_in.shallow_clone(), k_in.shallow_clone());
+    let jobs: Vec<Box<dyn FnOnce() + Send>> = vec![
+        Box::new(move || {
+            let _ = forward_flushed(models.0, &mi).expect("M");
+        }),
+        Box::new(move || {
+            let _ = forward_flushed(models.1, &ki).expect("K");
+        }),
+    ];
+    fork.run(jobs);
+}
 
 /// Options of the `unmask` element under test.
 fn element_props(opts: &BenchOptions, device: &str, extra: &str) -> String {
@@ -1694,7 +1698,7 @@ pub fn micro(
     let k = detector.extractor().model();
     let (h, w) = m.input_size();
     let fork = (cores >= 2)
-        .then(|| crate::fork_join::ForkJoin::new(cores as usize))
+        .then(|| ForkJoin::new(cores as usize))
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let models = SharedModels(m.module(), k.module());
@@ -1704,19 +1708,7 @@ pub fn micro(
         // A pass as the element runs small batches at depth 1 (one intra-op thread each): M
         // and K side by side over the fork's threads, or one after the other on this one.
         let pass = || match &fork {
-            Some(fork) => {
-                let (mi, ki) = (m_in.shallow_clone(), k_in.shallow_clone());
-                let s = models;
-                let jobs: Vec<Box<dyn FnOnce() + Send>> = vec![
-                    Box::new(move || {
-                        let _ = forward_flushed(s.0, &mi).expect("M");
-                    }),
-                    Box::new(move || {
-                        let _ = forward_flushed(s.1, &ki).expect("K");
-                    }),
-                ];
-                fork.run(jobs);
-            }
+            Some(fork) => side_by_side(fork, models, &m_in, &k_in),
             None => {
                 let _ = forward_flushed(models.0, &m_in).expect("M");
                 let _ = forward_flushed(models.1, &k_in).expect("K");
