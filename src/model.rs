@@ -580,13 +580,39 @@ impl Classifier {
 
     /// Predicted class index and softmax confidence from each row of `logits`, computed on
     /// the CPU (logits on a GPU are read back once, `[N, classes]` floats).
+    ///
+    /// libtorch's softmax, read back once; the maximum of each row is found here, as
+    /// `max_dim` finds it (the first maximum, or the first NaN), which saves libtorch's
+    /// dispatch of two more operators: its code is cold right after M's forward pass.
     pub fn predictions(logits: &Tensor) -> Vec<(usize, f32)> {
-        let probs = logits.to_device(Device::Cpu).softmax(-1, Kind::Float);
-        let (conf, idx) = probs.max_dim(-1, false);
-        let conf = Vec::<f32>::try_from(conf).unwrap_or_default();
-        let idx = Vec::<i64>::try_from(idx).unwrap_or_default();
-        idx.into_iter().map(|i| i as usize).zip(conf).collect()
+        let logits = if logits.device() == Device::Cpu {
+            logits.shallow_clone()
+        } else {
+            logits.to_device(Device::Cpu)
+        };
+        let classes = logits.size().last().copied().unwrap_or(0).max(0) as usize;
+        let probs = Vec::<f32>::try_from(logits.softmax(-1, Kind::Float).flatten(0, -1))
+            .unwrap_or_default();
+        if classes == 0 {
+            return Vec::new();
+        }
+        probs.chunks_exact(classes).map(first_maximum).collect()
     }
+}
+
+/// The index and value of a row's first maximum, or of its first NaN: what libtorch's
+/// `max_dim` returns on the CPU.
+fn first_maximum(row: &[f32]) -> (usize, f32) {
+    let mut best = (0, row[0]);
+    for (i, &value) in row.iter().enumerate().skip(1) {
+        if best.1.is_nan() {
+            break;
+        }
+        if value > best.1 || value.is_nan() {
+            best = (i, value);
+        }
+    }
+    best
 }
 
 /// The part extractor K.
@@ -673,7 +699,13 @@ impl PartExtractor {
                 min_area,
                 min_confidence,
             } => {
-                let out = out.to_kind(Kind::Float);
+                // A float map as it is: `to_kind` is a call through libtorch's dispatcher
+                // even when it changes nothing (see `segmentation::stats_cpu`).
+                let out = if out.kind() == Kind::Float {
+                    out.shallow_clone()
+                } else {
+                    out.to_kind(Kind::Float)
+                };
                 let (area, conf_sum) = if out.device() == Device::Cpu {
                     crate::segmentation::stats_cpu(&out, skip)
                 } else {
@@ -703,5 +735,51 @@ impl PartExtractor {
                     .collect()
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libtorch's own answer: softmax, then `max_dim` over the classes.
+    fn libtorch_predictions(logits: &Tensor) -> Vec<(usize, f32)> {
+        let (conf, idx) = logits.softmax(-1, Kind::Float).max_dim(-1, false);
+        let conf = Vec::<f32>::try_from(conf).unwrap();
+        let idx = Vec::<i64>::try_from(idx).unwrap();
+        idx.into_iter().map(|i| i as usize).zip(conf).collect()
+    }
+
+    #[test]
+    fn predictions_are_libtorchs_max_dim_ties_and_nan_included() {
+        tch::manual_seed(3);
+        // Logits on a coarse grid, so that rows often tie at their maximum.
+        let grid = (Tensor::randn([64, 7], (Kind::Float, Device::Cpu)) * 2.0).round();
+        let tied = Tensor::from_slice(&[1.0f32, 3.0, 3.0, 0.0, 3.0, 3.0, 3.0, 3.0]).view([2, 4]);
+        let nan =
+            Tensor::from_slice(&[1.0f32, f32::NAN, 5.0, 2.0, 4.0, 0.0, f32::NAN, 1.0]).view([2, 4]);
+        let one_class = Tensor::from_slice(&[0.5f32, -2.0]).view([2, 1]);
+        for (name, logits) in [
+            ("grid", grid),
+            ("tied", tied),
+            ("nan", nan),
+            ("one class", one_class),
+        ] {
+            let ours = Classifier::predictions(&logits);
+            let theirs = libtorch_predictions(&logits);
+            assert_eq!(ours.len(), theirs.len(), "{name}");
+            for (row, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                assert_eq!(a.0, b.0, "{name}, row {row}: class");
+                assert!(
+                    a.1.to_bits() == b.1.to_bits() || (a.1.is_nan() && b.1.is_nan()),
+                    "{name}, row {row}: confidence {} against {}",
+                    a.1,
+                    b.1
+                );
+            }
+        }
+        assert!(
+            Classifier::predictions(&Tensor::zeros([0, 5], (Kind::Float, Device::Cpu))).is_empty()
+        );
     }
 }

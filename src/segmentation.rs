@@ -39,12 +39,18 @@ pub fn stats_cpu(out: &Tensor, confidence_from: usize) -> (Vec<i64>, Vec<f64>) {
     if pixels == 0 || channels == 0 {
         return (area, conf_sum);
     }
-    let out = out.to_device(Device::Cpu).to_kind(Kind::Float);
-    // Pixel-major memory: the [N,h,w,C] view of a channels-last map is contiguous.
-    let nhwc = out.permute([0, 2, 3, 1]);
-    let channels_last = nhwc.is_contiguous();
-    let memory = if channels_last {
-        nhwc
+    // Only libtorch's accessors for a float map on the CPU (what K returns there): its
+    // operators (`to`, `permute`, `contiguous`) go through the dispatcher, whose code is cold
+    // right after K's forward pass, and cost 15-20 µs on the first call.
+    let out = if out.device() == Device::Cpu && out.kind() == Kind::Float {
+        out.shallow_clone()
+    } else {
+        out.to_device(Device::Cpu).to_kind(Kind::Float)
+    };
+    // Pixel-major memory: a channels-last map is [N,h,w,C] in memory.
+    let channels_last = laid_out_in_order(&size, &out.stride(), &[0, 2, 3, 1]);
+    let memory = if channels_last || laid_out_in_order(&size, &out.stride(), &[0, 1, 2, 3]) {
+        out
     } else {
         out.contiguous()
     };
@@ -58,10 +64,13 @@ pub fn stats_cpu(out: &Tensor, confidence_from: usize) -> (Vec<i64>, Vec<f64>) {
         unsafe { std::slice::from_raw_parts(memory.data_ptr() as *const f32, memory.numel()) };
     let kernel = PixelKernel::detect();
     let mut planar = Planar::new(channels);
+    // The last images first: the model wrote them last, so they are the ones still in the
+    // cache, and reading the first images first would evict them before their turn.
     for ((map, area), conf_sum) in values
         .chunks_exact(channels * pixels)
         .zip(area.chunks_exact_mut(channels))
         .zip(conf_sum.chunks_exact_mut(channels))
+        .rev()
     {
         if channels_last {
             kernel.count(map, area, conf_sum, confidence_from);
@@ -70,6 +79,28 @@ pub fn stats_cpu(out: &Tensor, confidence_from: usize) -> (Vec<i64>, Vec<f64>) {
         }
     }
     (area, conf_sum)
+}
+
+/// Whether a tensor of `sizes` and `strides` is packed in memory with its dimensions in
+/// `order`, outermost first (libtorch's rule: dimensions of size 1 have any stride), as
+/// `tensor.permute(order).is_contiguous()` says without a call through the dispatcher.
+fn laid_out_in_order(sizes: &[i64], strides: &[i64], order: &[usize]) -> bool {
+    if sizes.len() != order.len() || strides.len() != order.len() {
+        return false;
+    }
+    if sizes.contains(&0) {
+        return true;
+    }
+    let mut expected = 1;
+    for &d in order.iter().rev() {
+        if sizes[d] != 1 {
+            if strides[d] != expected {
+                return false;
+            }
+            expected *= sizes[d];
+        }
+    }
+    true
 }
 
 /// The arithmetic of [`pixel_argmax`] and [`softmax_denominator`] on a contiguous (NCHW) map, a block of pixels at a time,
@@ -803,6 +834,41 @@ mod tests {
                 stats_cpu(&strided, 0),
                 (area_cpu, sum_cpu),
                 "channels-last, case {seed}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_layout_is_read_from_the_strides_as_libtorch_reads_it() {
+        let base = logits(2, 5, 3, 4, 7);
+        let cases = [
+            base.shallow_clone(),
+            channels_last(&base),
+            base.narrow(0, 1, 1),
+            channels_last(&base).narrow(0, 1, 1),
+            // Neither layout: a window of columns, rows and columns swapped, a channel slice.
+            base.narrow(3, 1, 2),
+            base.transpose(2, 3),
+            channels_last(&base).narrow(1, 0, 3),
+            // Dimensions of size 1, whose strides libtorch ignores.
+            logits(1, 5, 1, 1, 3),
+            logits(3, 1, 2, 2, 4),
+            channels_last(&logits(1, 5, 1, 3, 5)),
+        ];
+        for (i, map) in cases.iter().enumerate() {
+            let (size, stride) = (map.size(), map.stride());
+            for order in [[0, 2, 3, 1], [0, 1, 2, 3]] {
+                assert_eq!(
+                    laid_out_in_order(&size, &stride, &order),
+                    map.permute(order.map(|d| d as i64)).is_contiguous(),
+                    "case {i}, order {order:?}"
+                );
+            }
+            // Whatever the layout, the statistics are the contiguous copy's.
+            assert_eq!(
+                stats_cpu(map, 0),
+                stats_cpu(&map.contiguous(), 0),
+                "case {i}"
             );
         }
     }
