@@ -41,15 +41,16 @@ pub fn stats_cpu(out: &Tensor, confidence_from: usize) -> (Vec<i64>, Vec<f64>) {
     }
     // Only libtorch's accessors for a float map on the CPU (what K returns there): its
     // operators (`to`, `permute`, `contiguous`) go through the dispatcher, whose code is cold
-    // right after K's forward pass, and cost 15-20 µs on the first call.
+    // right after K's forward pass, and cost 10-20 µs on the first call.
     let out = if out.device() == Device::Cpu && out.kind() == Kind::Float {
         out.shallow_clone()
     } else {
         out.to_device(Device::Cpu).to_kind(Kind::Float)
     };
     // Pixel-major memory: a channels-last map is [N,h,w,C] in memory.
-    let channels_last = laid_out_in_order(&size, &out.stride(), &[0, 2, 3, 1]);
-    let memory = if channels_last || laid_out_in_order(&size, &out.stride(), &[0, 1, 2, 3]) {
+    let strides = out.stride();
+    let channels_last = laid_out_in_order(&size, &strides, &[0, 2, 3, 1]);
+    let memory = if channels_last || laid_out_in_order(&size, &strides, &[0, 1, 2, 3]) {
         out
     } else {
         out.contiguous()
