@@ -751,6 +751,36 @@ mod tests {
     }
 
     #[test]
+    fn the_first_maximum_is_max_dims_on_raw_rows_nan_anywhere() {
+        // Softmax turns a row with a NaN into NaNs only, so the rows go to `max_dim` as they
+        // are: NaNs before, at and after the maximum, ties, infinities.
+        let nan = f32::NAN;
+        let rows: [[f32; 4]; 8] = [
+            [1.0, 3.0, 3.0, 0.0],
+            [1.0, nan, 5.0, 2.0],
+            [5.0, 2.0, nan, nan],
+            [nan, 1.0, 2.0, 3.0],
+            [2.0, 2.0, 2.0, 2.0],
+            [f32::NEG_INFINITY, -1.0, f32::INFINITY, f32::INFINITY],
+            [-0.0, 0.0, -1.0, 0.0],
+            [0.5, 4.0, nan, 4.0],
+        ];
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        let (values, indices) = Tensor::from_slice(&flat).view([8, 4]).max_dim(-1, false);
+        let values = Vec::<f32>::try_from(values).unwrap();
+        let indices = Vec::<i64>::try_from(indices).unwrap();
+        for (i, row) in rows.iter().enumerate() {
+            let (index, value) = first_maximum(row);
+            assert_eq!(index as i64, indices[i], "row {i}: {row:?}");
+            assert!(
+                value.to_bits() == values[i].to_bits() || (value.is_nan() && values[i].is_nan()),
+                "row {i}: {value} against {}",
+                values[i]
+            );
+        }
+    }
+
+    #[test]
     fn predictions_are_libtorchs_max_dim_ties_and_nan_included() {
         tch::manual_seed(3);
         // Logits on a coarse grid, so that rows often tie at their maximum.
